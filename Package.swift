@@ -1,0 +1,63 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let nio: [Target.Dependency] = [
+    .product(name: "NIOCore", package: "swift-nio"),
+    .product(name: "NIOPosix", package: "swift-nio"),
+]
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+
+let package = Package(
+    name: "parley",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "parley-server", targets: ["parley-server"]),
+        .executable(name: "parley", targets: ["parley"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+    ],
+    targets: [
+        // OpenSSL 3 from the system (Debian's libssl-dev): headers only, no code.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // One-line wrappers for what Swift cannot call (macros, variadics, callbacks). No policy.
+        .target(name: "CParleyShims", dependencies: ["COpenSSL"]),
+        // Password hashing, randomness, constant-time compare, fingerprints (OpenSSL's libcrypto).
+        .target(name: "ParleyCrypto", dependencies: ["COpenSSL", "CParleyShims"]),
+        // TLS contexts and the SwiftNIO channel handler that drives OpenSSL through memory BIOs.
+        .target(name: "ParleyTLS", dependencies: ["COpenSSL", "CParleyShims", logging] + nio),
+        // Wire protocol: frames, commands, replies, error codes. No I/O.
+        .target(name: "ParleyProtocol", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        // Durable state behind a storage protocol; SQLite backend.
+        .target(name: "ParleyStore", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio"), logging] + nio),
+        .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyStore", "ParleyCrypto", logging] + nio),
+        .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", logging] + nio),
+        .target(name: "ParleyTestSupport", dependencies: ["ParleyTLS", "ParleyServer", "ParleyClient", "ParleyCrypto"] + nio),
+        .executableTarget(name: "parley-server", dependencies: [
+            "ParleyServer", "ParleyTLS", "ParleyStore", "ParleyCrypto", logging,
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ] + nio),
+        .executableTarget(name: "parley", dependencies: [
+            "ParleyClient", "ParleyTLS", "ParleyProtocol", logging,
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ] + nio),
+        .testTarget(name: "ParleyCryptoTests", dependencies: ["ParleyCrypto"]),
+        .testTarget(name: "ParleyTLSTests", dependencies: [
+            "ParleyTLS", "ParleyTestSupport", .product(name: "NIOEmbedded", package: "swift-nio"),
+        ] + nio),
+        .testTarget(name: "ParleyProtocolTests", dependencies: [
+            "ParleyProtocol", .product(name: "NIOEmbedded", package: "swift-nio"),
+        ] + nio),
+        .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore"] + nio),
+        .testTarget(name: "ParleyServerTests", dependencies: [
+            "ParleyServer", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyStore",
+        ] + nio),
+    ]
+)

@@ -1,0 +1,1 @@
+// ParleyClient: placeholder until its issue lands.

@@ -1,0 +1,1 @@
+// ParleyCrypto: placeholder until its issue lands.

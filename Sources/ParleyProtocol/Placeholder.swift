@@ -1,0 +1,1 @@
+// ParleyProtocol: placeholder until its issue lands.

@@ -1,0 +1,1 @@
+// ParleyServer: placeholder until its issue lands.

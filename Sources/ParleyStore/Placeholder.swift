@@ -1,0 +1,1 @@
+// ParleyStore: placeholder until its issue lands.

@@ -1,0 +1,1 @@
+// ParleyTestSupport: placeholder until its issue lands.
