@@ -1,0 +1,224 @@
+import NIOCore
+internal import COpenSSL
+internal import CParleyShims
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Per-connection data the C verify callback reads through `SSL_get_app_data`.
+final class PinnedPeer {
+    let fingerprint: [UInt8]
+    init(fingerprint: [UInt8]) { self.fingerprint = fingerprint }
+}
+
+/// Trusts exactly one public key: the leaf's SPKI SHA-256 must equal the pin (constant-time compare).
+let pinningVerifyCallback: parley_verify_fn = { _, store in
+    guard let store, let ssl = parley_X509_STORE_CTX_get_ssl(store),
+        let raw = parley_SSL_get_app_data(ssl)
+    else { return 0 }
+    // A self-signed peer certificate fails CA checks by design; only the leaf's key matters.
+    if X509_STORE_CTX_get_error_depth(store) != 0 { return 1 }
+    let pin = Unmanaged<PinnedPeer>.fromOpaque(raw).takeUnretainedValue()
+    let presented = spkiFingerprint(ofKey: X509_get0_pubkey(X509_STORE_CTX_get_current_cert(store)))
+    guard presented.count == pin.fingerprint.count, !presented.isEmpty else { return 0 }
+    let same = CRYPTO_memcmp(presented, pin.fingerprint, presented.count) == 0
+    if same { X509_STORE_CTX_set_error(store, X509_V_OK) }
+    return same ? 1 : 0
+}
+
+/// One OpenSSL `SSL` object driven through two memory BIOs. Every call reports
+/// `incomplete / complete / failed` instead of touching a socket.
+final class TLSConnection {
+    enum HandshakeResult { case complete, incomplete, failed(TLSError) }
+    enum ReadResult { case data, wantMore, closeNotify, failed(TLSError) }
+
+    private let ssl: OpaquePointer
+    private let networkIn: OpaquePointer
+    private let networkOut: OpaquePointer
+    private let pin: PinnedPeer?
+    let context: TLSContext
+
+    init(context: TLSContext, serverHostname: String?, pinnedFingerprint: [UInt8]?) throws(TLSError) {
+        ERR_clear_error()
+        guard let ssl = SSL_new(context.raw) else {
+            throw .configuration(OpenSSLErrorQueue.describe("SSL_new"))
+        }
+        guard let rbio = BIO_new(BIO_s_mem()), let wbio = BIO_new(BIO_s_mem()) else {
+            SSL_free(ssl)
+            throw .configuration("BIO_new failed")
+        }
+        // An empty input BIO means "want more data", not EOF.
+        _ = parley_BIO_set_mem_eof_return(rbio, -1)
+        SSL_set_bio(ssl, rbio, wbio)
+        self.ssl = ssl
+        self.networkIn = rbio
+        self.networkOut = wbio
+        self.context = context
+        if let pinnedFingerprint {
+            let pin = PinnedPeer(fingerprint: pinnedFingerprint)
+            self.pin = pin
+            _ = parley_SSL_set_app_data(ssl, Unmanaged.passUnretained(pin).toOpaque())
+        } else {
+            self.pin = nil
+        }
+        if context.isServerSide {
+            SSL_set_accept_state(ssl)
+        } else {
+            SSL_set_connect_state(ssl)
+            if let host = serverHostname {
+                try configureHostCheck(host)
+            }
+        }
+    }
+
+    deinit {
+        SSL_free(ssl)  // frees both BIOs
+    }
+
+    private func configureHostCheck(_ host: String) throws(TLSError) {
+        if isIPAddress(host) {
+            guard X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1 else {
+                throw .configuration("cannot verify IP address \(host)")
+            }
+        } else {
+            guard SSL_set1_host(ssl, host) == 1, parley_SSL_set_tlsext_host_name(ssl, host) == 1 else {
+                throw .configuration("cannot verify host name \(host)")
+            }
+        }
+    }
+
+    /// Hands ciphertext from the network to OpenSSL.
+    func receive(_ buffer: inout ByteBuffer) {
+        while buffer.readableBytes > 0 {
+            let written = buffer.withUnsafeReadableBytes { bytes in
+                BIO_write(networkIn, bytes.baseAddress, Int32(min(bytes.count, Int(Int32.max))))
+            }
+            if written <= 0 { break }
+            buffer.moveReaderIndex(forwardBy: Int(written))
+        }
+    }
+
+    func handshake() -> HandshakeResult {
+        ERR_clear_error()
+        let rc = SSL_do_handshake(ssl)
+        if rc == 1 { return .complete }
+        switch SSL_get_error(ssl, rc) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            return .incomplete
+        default:
+            return .failed(handshakeError())
+        }
+    }
+
+    private func handshakeError() -> TLSError {
+        let reasons = OpenSSLErrorQueue.drain()
+        let verify = SSL_get_verify_result(ssl)
+        if verify != Int(X509_V_OK) {
+            return .certificateVerificationFailed(String(cString: X509_verify_cert_error_string(verify)))
+        }
+        if reasons.contains(where: { $0.contains("certificate verify failed") }) {
+            return .certificateVerificationFailed(reasons.joined(separator: "; "))
+        }
+        return .handshakeFailed(reasons.isEmpty ? ["peer closed or sent an alert"] : reasons)
+    }
+
+    /// Decrypts everything available into `buffer`.
+    func read(into buffer: inout ByteBuffer) -> ReadResult {
+        var gotData = false
+        while true {
+            ERR_clear_error()
+            buffer.reserveCapacity(minimumWritableBytes: 16_384)
+            var rc: Int32 = 0
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16_384) { out in
+                rc = SSL_read(ssl, out.baseAddress, Int32(min(out.count, Int(Int32.max))))
+                return Int(max(rc, 0))
+            }
+            if rc > 0 {
+                gotData = true
+                continue
+            }
+            switch SSL_get_error(ssl, rc) {
+            case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+                return gotData ? .data : .wantMore
+            case SSL_ERROR_ZERO_RETURN:
+                return .closeNotify
+            default:
+                let reasons = OpenSSLErrorQueue.drain()
+                let verify = SSL_get_verify_result(ssl)
+                if verify != Int(X509_V_OK) {
+                    return .failed(.certificateVerificationFailed(String(cString: X509_verify_cert_error_string(verify))))
+                }
+                return .failed(.protocolFailure(reasons.isEmpty ? ["SSL_read failed"] : reasons))
+            }
+        }
+    }
+
+    /// Encrypts all of `plaintext`; the ciphertext waits in the output BIO.
+    func write(_ plaintext: ByteBuffer) -> TLSError? {
+        var remaining = plaintext
+        while remaining.readableBytes > 0 {
+            ERR_clear_error()
+            let rc = remaining.withUnsafeReadableBytes { bytes in
+                SSL_write(ssl, bytes.baseAddress, Int32(min(bytes.count, Int(Int32.max))))
+            }
+            if rc <= 0 {
+                return .protocolFailure(OpenSSLErrorQueue.drain().nonEmpty ?? ["SSL_write failed"])
+            }
+            remaining.moveReaderIndex(forwardBy: Int(rc))
+        }
+        return nil
+    }
+
+    /// Queues our close_notify. Returns true when the peer's close_notify was already seen.
+    @discardableResult
+    func shutdown() -> Bool {
+        ERR_clear_error()
+        let rc = SSL_shutdown(ssl)
+        _ = OpenSSLErrorQueue.drain()
+        return rc == 1
+    }
+
+    /// Takes the ciphertext OpenSSL produced, if any.
+    func takeOutbound(allocator: ByteBufferAllocator) -> ByteBuffer? {
+        let pending = Int(BIO_ctrl_pending(networkOut))
+        guard pending > 0 else { return nil }
+        var out = allocator.buffer(capacity: pending)
+        _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { bytes in
+            Int(max(0, BIO_read(networkOut, bytes.baseAddress, Int32(pending))))
+        }
+        return out
+    }
+
+    /// The negotiated suite, for logs and tests.
+    var cipherSuite: String {
+        guard let cipher = SSL_get_current_cipher(ssl) else { return "" }
+        return String(cString: SSL_CIPHER_get_name(cipher))
+    }
+
+    /// The negotiated version string (always "TLSv1.3" under Parley's policy).
+    var protocolVersion: String { String(cString: SSL_get_version(ssl)) }
+
+    /// SHA-256 of the peer's SubjectPublicKeyInfo, if it presented a certificate.
+    var peerFingerprint: [UInt8]? {
+        guard let cert = SSL_get0_peer_certificate(ssl) else { return nil }
+        return spkiFingerprint(ofKey: X509_get0_pubkey(cert))
+    }
+
+    /// Keying material bound to this session (RFC 8446 exporter), e.g. for a safety code.
+    func exportKeyingMaterial(label: String, length: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: length)
+        let rc = SSL_export_keying_material(ssl, &out, length, label, label.utf8.count, nil, 0, 0)
+        return rc == 1 ? out : nil
+    }
+}
+
+func isIPAddress(_ host: String) -> Bool {
+    var v4 = in_addr()
+    var v6 = in6_addr()
+    return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
+}
+
+extension Array {
+    var nonEmpty: Self? { isEmpty ? nil : self }
+}

@@ -1,1 +1,0 @@
-// ParleyTestSupport: placeholder until its issue lands.
