@@ -40,23 +40,19 @@ public final class TLSContext: @unchecked Sendable {
         }
         self.raw = ctx
         self.role = role
-        do {
-            try Self.applyPolicy(ctx)
-            switch role {
-            case .server(let chain, let key):
-                try Self.loadServerIdentity(ctx, chainPath: chain, keyPath: key)
-            case .client(let caPath):
-                try Self.loadTrust(ctx, caPath: caPath)
-                parley_SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
-            case .peer(let identity, let accepting):
-                try identity.install(into: ctx)
-                // Both ends must present a certificate; the pin, not a CA, decides trust.
-                let mode = accepting ? (SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT) : SSL_VERIFY_PEER
-                parley_SSL_CTX_set_verify(ctx, mode, pinningVerifyCallback)
-            }
-        } catch {
-            SSL_CTX_free(ctx)
-            throw error
+        // From here on, a throw runs deinit (every stored property is set), which frees ctx.
+        try Self.applyPolicy(ctx)
+        switch role {
+        case .server(let chain, let key):
+            try Self.loadServerIdentity(ctx, chainPath: chain, keyPath: key)
+        case .client(let caPath):
+            try Self.loadTrust(ctx, caPath: caPath)
+            parley_SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+        case .peer(let identity, let accepting):
+            try identity.install(into: ctx)
+            // Both ends must present a certificate; the pin, not a CA, decides trust.
+            let mode = accepting ? (SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT) : SSL_VERIFY_PEER
+            parley_SSL_CTX_set_verify(ctx, mode, pinningVerifyCallback)
         }
     }
 

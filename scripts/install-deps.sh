@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Parley builds against, only those that are missing.
+set -euo pipefail
+need=()
+for pkg in libssl-dev openssl pkg-config libedit-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "install-deps: installing ${need[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq "${need[@]}" >/dev/null
