@@ -60,6 +60,14 @@ import Testing
             + "2eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640")
     }
 
+    @Test func verifiesAPHCStringFromAnotherImplementation() throws {
+        // Made with Python's hashlib.scrypt and standard base64 minus padding: proves the string
+        // format interoperates, not just round-trips through our own encoder.
+        let phc = "$scrypt$ln=10,r=8,p=1$MDEyMzQ1Njc4OWFiY2RlZg$7AnzIswxwEinpwz+ntydndYfVHPvOACmX9Vvo8hO1qM"
+        #expect(try hasher.verify(password: "correct horse battery staple", against: phc))
+        #expect(try !hasher.verify(password: "correct horse battery stapler", against: phc))
+    }
+
     @Test func memoryCapIsEnforcedByOpenSSL() {
         // Proves maxmem reaches OpenSSL: N=2^17, r=8 needs ~128 MiB, so a 32 MiB cap must fail.
         #expect(throws: CryptoError.self) {
