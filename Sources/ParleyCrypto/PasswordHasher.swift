@@ -3,8 +3,8 @@ internal import COpenSSL
 /// scrypt password hashing through OpenSSL (`EVP_PBE_scrypt`), stored as a PHC string
 /// `$scrypt$ln=17,r=8,p=1$<salt>$<hash>` (standard base64, no padding).
 ///
-/// `hash` and `verify` are synchronous and deliberately CPU- and memory-heavy (about 0.3 s and
-/// 128 MiB at production cost): run them on a bounded thread pool, never on an event loop, and
+/// `hash` and `verify` are synchronous and deliberately CPU- and memory-heavy (about 0.4 s and
+/// 128 MiB at production cost on this project's 2-core machines): run them on a bounded thread pool, never on an event loop, and
 /// bound how many run at once, since each one holds its scrypt buffer for its whole duration.
 public struct PasswordHasher: Sendable {
     /// scrypt cost parameters: N = 2^ln, block size r, parallelism p.
@@ -22,7 +22,7 @@ public struct PasswordHasher: Sendable {
             self.p = p
         }
 
-        /// Cost for stored passwords: N=2^17, r=8, p=1 (128 MiB, about 0.3 s here).
+        /// Cost for stored passwords: N=2^17, r=8, p=1 (128 MiB, about 0.4 s on a 2-core dev machine).
         public static let production = Parameters(ln: 17, r: 8, p: 1)
         /// Cheap cost for tests and benchmarks only (1 MiB); never for real accounts.
         public static let testing = Parameters(ln: 10, r: 8, p: 1)

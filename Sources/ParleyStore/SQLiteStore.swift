@@ -36,6 +36,11 @@ public final class SQLiteStore: ChatStore {
         busyTimeoutMilliseconds: Int = 5_000,
         logger: Logger = Logger(label: "parley.store")
     ) async throws -> SQLiteStore {
+        // sqlite-nio opens with SQLITE_OPEN_URI: a "file:" path would be parsed as a URI naming some
+        // other file than the one created 0600 below, so refuse it rather than guess.
+        guard !path.hasPrefix("file:"), !path.isEmpty, path != ":memory:" else {
+            throw StoreError.setupFailed("database path must be a plain file path")
+        }
         try createPrivateFile(path: path, logger: logger)
         let connection: SQLiteConnection
         do {
@@ -75,11 +80,11 @@ public final class SQLiteStore: ChatStore {
     /// before SQLite sees it (SQLite's own default would be 0644 less umask). SQLite gives the -wal
     /// and -shm files the main file's mode. An existing file that others can read is tightened.
     private static func createPrivateFile(path: String, logger: Logger) throws {
-        let fd = Glibc_open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        let fd = posixOpen(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw StoreError.setupFailed("cannot create \(path): \(String(cString: strerror(errno)))")
         }
-        defer { _ = Glibc_close(fd) }
+        defer { _ = posixClose(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
             throw StoreError.setupFailed("cannot stat \(path): \(String(cString: strerror(errno)))")
@@ -139,6 +144,7 @@ public final class SQLiteStore: ChatStore {
 
     @discardableResult
     func query(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
+        // Callers see only StoreError, so the protocol stays free of backend types in errors too.
         do {
             return try await connection.query(sql, binds)
         } catch let error as SQLiteError {
@@ -146,13 +152,15 @@ public final class SQLiteStore: ChatStore {
             case .constraintForeignKeyFailed: throw StoreError.unknownAccount
             default: throw StoreError.backend(error.description)
             }
+        } catch {
+            throw StoreError.backend("\(error)")
         }
     }
 }
 
-// Glibc's open is variadic in C; Swift's overlay exposes the three-argument form under this name.
-private func Glibc_open(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { open(path, flags, mode) }
-private func Glibc_close(_ fd: Int32) -> Int32 { close(fd) }
+// File-scope wrappers: inside SQLiteStore, `close` names the store's own method.
+private func posixOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { open(path, flags, mode) }
+private func posixClose(_ fd: Int32) -> Int32 { close(fd) }
 
 extension Date {
     var unixMilliseconds: Int64 { Int64((timeIntervalSince1970 * 1000).rounded(.down)) }

@@ -62,3 +62,26 @@ import Testing
         try await store.close()
     }
 }
+
+@Suite struct LifecycleTests {
+    @Test func useAfterCloseThrowsInsteadOfCrashing() async throws {
+        let dir = try TempDirectory()
+        defer { dir.remove() }
+        let store = try await SQLiteStore.open(path: dir.databasePath)
+        try await store.close()
+        await #expect(throws: StoreError.self) { try await store.listAccounts() }
+    }
+
+    @Test func uriAndMemoryPathsAreRefused() async throws {
+        for path in ["file:/tmp/x.sqlite?mode=rwc", ":memory:", ""] {
+            await #expect(throws: StoreError.self) { _ = try await SQLiteStore.open(path: path) }
+        }
+    }
+
+    @Test func missingDirectoryIsASetupError() async throws {
+        let dir = try TempDirectory()
+        defer { dir.remove() }
+        let path = dir.url.appendingPathComponent("missing/parley.sqlite").path
+        await #expect(throws: StoreError.self) { _ = try await SQLiteStore.open(path: path) }
+    }
+}
