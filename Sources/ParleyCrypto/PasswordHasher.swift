@@ -97,6 +97,9 @@ public struct PasswordHasher: Sendable {
         guard parameters.isWithinBounds else {
             throw .parametersOutOfBounds(ln: parameters.ln, r: parameters.r, p: parameters.p)
         }
+        // OpenSSL's default cap is 32 MiB, below production cost, so pass exactly what these bounded
+        // parameters need; the bounds check above is what keeps the allocation from being chosen
+        // by whoever can write the stored string.
         return try scrypt(password: Array(password.utf8), salt: salt, n: UInt64(1) << UInt64(parameters.ln),
                           r: UInt64(parameters.r), p: UInt64(parameters.p), maxmem: parameters.memoryBytes,
                           length: length)
@@ -107,8 +110,6 @@ public struct PasswordHasher: Sendable {
                        maxmem: UInt64, length: Int) throws(CryptoError) -> [UInt8] {
         var key = [UInt8](repeating: 0, count: length)
         ERR_clear_error()
-        // OpenSSL's default cap is 32 MiB, below production cost, so pass exactly what these bounded
-        // parameters need; the bounds above are what keeps this from being attacker-controlled.
         let ok = passwordBytes.withUnsafeBufferPointer { pw in
             salt.withUnsafeBufferPointer { s in
                 key.withUnsafeMutableBufferPointer { out in
