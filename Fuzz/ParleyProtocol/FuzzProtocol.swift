@@ -1,0 +1,42 @@
+// libFuzzer entry for the NIO-free core of ParleyProtocol (built by scripts/fuzz.sh).
+// Besides "no crash", it checks the codec invariant the server relies on when it re-encodes:
+// anything that decodes must encode to bytes that decode to the same value.
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    let bytes = UnsafeRawBufferPointer(start: data, count: size)
+
+    if let value = try? JSONReader.parse(bytes) {
+        var out: [UInt8] = []
+        out.writeJSON(value)
+        guard let again = try? JSONReader.parse(out), again == value else {
+            fatalError("JSON round trip changed \(value)")
+        }
+    }
+
+    if let (id, request) = try? Request.decode(bytes: bytes) {
+        var out: [UInt8] = []
+        request.encode(id: id, to: &out)
+        guard out.last == UInt8(ascii: "\n"), let again = try? Request.decode(bytes: Array(out.dropLast())),
+              again.id == id, again.request == request
+        else { fatalError("Request round trip changed \(request)") }
+    }
+
+    if let message = try? ServerMessage.decode(bytes: bytes) {
+        var out: [UInt8] = []
+        message.encode(to: &out)
+        guard out.last == UInt8(ascii: "\n"), let again = try? ServerMessage.decode(bytes: Array(out.dropLast())),
+              again == message
+        else { fatalError("ServerMessage round trip changed \(message)") }
+    }
+
+    // The command parser sees Strings, so only valid UTF-8 reaches it in the real client.
+    let line = String(decoding: bytes, as: UTF8.self)
+    switch UserCommand.parse(line) {
+    case .success: break
+    case .failure(let error): _ = error.message
+    }
+    _ = Validation.isValidUsername(line)
+    _ = Validation.canonicalUsername(line)
+    return 0
+}

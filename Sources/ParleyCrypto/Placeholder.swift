@@ -1,1 +1,0 @@
-// ParleyCrypto: placeholder until its issue lands.

@@ -1,1 +1,0 @@
-// ParleyProtocol: placeholder until its issue lands.

@@ -1,1 +1,0 @@
-// ParleyStore: placeholder until its issue lands.
