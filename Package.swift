@@ -27,6 +27,8 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
+        // BSD libedit for the terminal client's line editor (history, cursor keys, completion).
+        .systemLibrary(name: "CLibEdit", pkgConfig: "libedit", providers: [.apt(["libedit-dev"])]),
         // One-line wrappers for what Swift cannot call (macros, variadics, callbacks). No policy.
         .target(name: "CParleyShims", dependencies: ["COpenSSL"]),
         // Password hashing, randomness, constant-time compare, fingerprints (OpenSSL's libcrypto).
@@ -45,7 +47,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ] + nio),
         .executableTarget(name: "parley", dependencies: [
-            "ParleyClient", "ParleyTLS", "ParleyProtocol", logging,
+            "ParleyClient", "ParleyTLS", "ParleyProtocol", "CLibEdit", logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ] + nio),
         .testTarget(name: "ParleyCryptoTests", dependencies: ["ParleyCrypto"]),
@@ -56,6 +58,9 @@ let package = Package(
             "ParleyProtocol", .product(name: "NIOEmbedded", package: "swift-nio"),
         ] + nio),
         .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore"] + nio),
+        .testTarget(name: "ParleyClientTests", dependencies: [
+            "ParleyClient", "ParleyProtocol", "ParleyTestSupport", "ParleyServer",
+        ] + nio),
         .testTarget(name: "ParleyServerTests", dependencies: [
             "ParleyServer", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyStore",
         ] + nio),

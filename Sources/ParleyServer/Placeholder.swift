@@ -1,1 +1,1 @@
-// ParleyServer: placeholder until its issue lands.
+// ParleyServer: in progress
