@@ -127,8 +127,9 @@ final class SessionHandler: ChannelDuplexHandler {
         if badFramesInARow >= configuration.maxBadFramesInARow {
             logger.notice("closing connection after repeated bad frames", metadata: peerMetadata)
             send(.error(code: error.code, message: "too many bad requests; closing the connection"), flush: true)
-            context.close(promise: nil)
+            endSession(reason: "repeated bad frames")
             phase = .closed
+            context.close(promise: nil)
             return
         }
         send(.reply(.error(error)), flush: true)

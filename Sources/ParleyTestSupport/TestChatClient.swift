@@ -140,6 +140,11 @@ public final class TestChatClient: Sendable {
         return inbox.closed
     }
 
+    /// Stops reading from the socket (a client that hangs): the server's writes back up.
+    public func stopReading() async {
+        try? await channel.setOption(.autoRead, value: false).get()
+    }
+
     /// Closes from this side (with close_notify).
     public func close() async {
         try? await channel.close()
