@@ -34,7 +34,7 @@ struct ChatService: Sendable {
             if account == nil {
                 guard configuration.registrationOpen else {
                     // Same cost as a real check, so timing does not tell which names exist.
-                    _ = try? await passwords.verify(password, against: Self.decoyHash)
+                    _ = try? await passwords.verify(password, against: passwords.decoyHash)
                     return .failure(ProtocolError(.registrationClosed))
                 }
                 let hash = try await passwords.hash(password)
@@ -86,9 +86,6 @@ struct ChatService: Sendable {
         logger.info("login failed: wrong password", metadata: ["user": "\(name)"])
         return ProtocolError(.wrongPassword)
     }
-
-    /// A valid hash of a random password, verified against when there is no account to check.
-    static let decoyHash: String = (try? PasswordHasher(parameters: .testing).hash(password: SecureRandom.hex(bytes: 16))) ?? ""
 
     /// Stores a message for a user who is not online.
     func storeOffline(to recipient: String, from sender: String, text: String) async -> ProtocolError? {

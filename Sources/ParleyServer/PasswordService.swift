@@ -12,11 +12,15 @@ final class PasswordService: Sendable {
     private let hasher: PasswordHasher
     private let pending = NIOLockedValueBox(0)
     private let maxPending: Int
+    /// A hash of a random password at the configured cost, checked when there is no account, so
+    /// that refusing an unknown name takes as long as refusing a wrong password.
+    let decoyHash: String
 
     init(parameters: PasswordHasher.Parameters, threads: Int, maxPending: Int) {
         self.pool = NIOThreadPool(numberOfThreads: threads)
         self.hasher = PasswordHasher(parameters: parameters)
         self.maxPending = maxPending
+        self.decoyHash = (try? hasher.hash(password: SecureRandom.hex(bytes: 16))) ?? ""
         pool.start()
     }
 
