@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-swift build --build-tests
-swift test --skip-build
 # A short fuzzing pass over every parser of untrusted input (longer runs: scripts/fuzz.sh 600).
 scripts/fuzz.sh "${PARLEY_FUZZ_SECONDS:-10}" >/tmp/parley-fuzz.log 2>&1 || { tail -40 /tmp/parley-fuzz.log; echo "fuzzing found a crash"; exit 1; }
 grep -E '^(Done|#[0-9]+ +DONE)' /tmp/parley-fuzz.log || true
+swift build --build-tests
+swift test --skip-build
