@@ -1,0 +1,114 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ParleyCrypto
+import ParleyProtocol
+import ParleyStore
+import ParleyTLS
+
+/// A running Parley server: one TLS listener, its event loops, the hub and the store.
+public final class ChatServer: Sendable {
+    /// The port actually bound (useful with port 0).
+    public let port: Int
+    private let channel: Channel
+    private let group: MultiThreadedEventLoopGroup
+    private let service: ChatService
+    private let logger: Logger
+
+    private init(port: Int, channel: Channel, group: MultiThreadedEventLoopGroup, service: ChatService, logger: Logger) {
+        self.port = port
+        self.channel = channel
+        self.group = group
+        self.service = service
+        self.logger = logger
+    }
+
+    /// Builds the TLS context (off the event loops), opens the store, and starts listening.
+    public static func start(
+        configuration: ServerConfiguration,
+        store: (any ChatStore)? = nil,
+        logger: Logger = Logger(label: "parley.server")
+    ) async throws -> ChatServer {
+        let tls = try await Task.detached {
+            try TLSContext(
+                role: .server(
+                    certificateChainPath: configuration.certificatePath,
+                    privateKeyPath: configuration.privateKeyPath))
+        }.value
+        if configuration.hashParameters.ln < PasswordHasher.Parameters.production.ln {
+            logger.warning(
+                "PASSWORD HASH COST LOWERED to \(configuration.hashParameters): for tests and benchmarks only, never production")
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
+        let chatStore: any ChatStore
+        do {
+            if let store {
+                chatStore = store
+            } else {
+                chatStore = try await SQLiteStore.open(path: configuration.databasePath, logger: logger)
+            }
+            let closed = try await chatStore.closeOpenSessions(at: Date())
+            if closed > 0 { logger.info("closed \(closed) sessions left open by an earlier stop") }
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        let loops = Array(group.makeIterator())
+        let hub = Hub(eventLoops: loops)
+        let passwords = PasswordService(
+            parameters: configuration.hashParameters, threads: configuration.hashingThreads,
+            maxPending: configuration.maxPendingHashes)
+        let service = ChatService(
+            store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger)
+        let channel: Channel
+        do {
+            channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 * 1024, high: 256 * 1024))
+                .childChannelInitializer { child in
+                    child.eventLoop.makeCompletedFuture {
+                        let sync = child.pipeline.syncOperations
+                        try sync.addHandler(
+                            TLSHandler(context: tls, handshakeTimeout: configuration.handshakeTimeout, logger: logger))
+                        try sync.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: configuration.maxFrameBytes)))
+                        try sync.addHandler(SessionHandler(service: service, logger: logger))
+                    }
+                }
+                .bind(host: configuration.host, port: configuration.port).get()
+        } catch {
+            try? await passwords.shutdown()
+            try? await chatStore.close()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        let port = channel.localAddress?.port ?? configuration.port
+        logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "tls": "1.3"])
+        return ChatServer(port: port, channel: channel, group: group, service: service, logger: logger)
+    }
+
+    /// Tells every user the server is going away, closes every connection, then the store.
+    public func shutdown() async throws {
+        try? await channel.close()
+        let goodbye = ServerMessage.loggedOut(reason: .serverShutdown)
+        let closes = service.hub.allSessions().map { session in
+            session.eventLoop.flatSubmit {
+                session.send(goodbye.frame())
+                session.flushIfDirty()
+                return session.disconnect()
+            }
+        }
+        _ = try? await EventLoopFuture.andAllComplete(closes, on: group.any()).get()
+        try await group.shutdownGracefully()
+        try? await service.passwords.shutdown()
+        try await service.store.close()
+        logger.info("stopped")
+    }
+
+    /// Waits until the listener closes.
+    public func waitUntilClosed() async throws {
+        try await channel.closeFuture.get()
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+import NIOCore
+import ParleyCrypto
+import ParleyProtocol
+import ParleyStore
+
+/// The commands that need the store or the password hasher. Connection handlers call these from a
+/// task and apply the outcome back on their event loop; nothing here touches a channel.
+struct ChatService: Sendable {
+    let store: any ChatStore
+    let passwords: PasswordService
+    let hub: Hub
+    let configuration: ServerConfiguration
+    let logger: Logger
+
+    /// What a successful password check hands to the connection.
+    struct Authenticated: Sendable {
+        let name: String
+        let displayName: String
+        let created: Bool
+        let blocks: Set<String>
+        let blockedBy: Set<String>
+    }
+
+    /// Checks or registers an account. Errors are protocol codes, ready to send.
+    func authenticate(username: String, password: String) async -> Result<Authenticated, ProtocolError> {
+        guard Validation.isValidUsername(username) else { return .failure(ProtocolError(.invalidUsername)) }
+        guard Validation.isValidPassword(password) else { return .failure(ProtocolError(.invalidPasswordFormat)) }
+        let name = Validation.canonicalUsername(username)
+        do {
+            var created = false
+            var account = try await store.account(named: name)
+            if account == nil {
+                guard configuration.registrationOpen else {
+                    // Same cost as a real check, so timing does not tell which names exist.
+                    _ = try? await passwords.verify(password, against: Self.decoyHash)
+                    return .failure(ProtocolError(.registrationClosed))
+                }
+                let hash = try await passwords.hash(password)
+                if try await store.createAccount(name: name, displayName: username, passwordHash: hash) {
+                    created = true
+                    logger.info("account registered", metadata: ["user": "\(name)"])
+                }
+                account = try await store.account(named: name)
+            }
+            guard let account else { return .failure(ProtocolError(.internal)) }
+            let now = Date()
+            if account.isLocked(at: now) {
+                logger.notice("login refused: account locked", metadata: ["user": "\(name)"])
+                return .failure(ProtocolError(.accountLocked))
+            }
+            if !created {
+                guard try await passwords.verify(password, against: account.passwordHash) else {
+                    return .failure(try await recordFailure(name: name, now: now))
+                }
+                if passwords.needsRehash(account.passwordHash) {
+                    let upgraded = try await passwords.hash(password)
+                    try await store.updatePasswordHash(name: name, passwordHash: upgraded)
+                }
+            }
+            if account.failedAttempts > 0 { try await store.resetFailedLogins(name: name) }
+            async let blocks = store.blockedUsers(by: name)
+            async let blockedBy = store.usersBlocking(name)
+            return .success(
+                Authenticated(
+                    name: name, displayName: account.displayName, created: created,
+                    blocks: try await blocks, blockedBy: try await blockedBy))
+        } catch PasswordService.Failure.busy {
+            logger.warning("login refused: too many logins waiting for the hasher")
+            return .failure(ProtocolError(.rateLimited, "Error. The server is busy, please try again shortly"))
+        } catch {
+            logger.error("login failed: \(error)", metadata: ["user": "\(name)"])
+            return .failure(ProtocolError(.internal))
+        }
+    }
+
+    private func recordFailure(name: String, now: Date) async throws -> ProtocolError {
+        let outcome = try await store.recordFailedLogin(
+            name: name, now: now, threshold: configuration.lockoutThreshold,
+            lockDuration: configuration.blockDuration.seconds)
+        if outcome.justLocked {
+            logger.notice("account locked after failed logins", metadata: ["user": "\(name)"])
+            return ProtocolError(.accountLockedNow)
+        }
+        logger.info("login failed: wrong password", metadata: ["user": "\(name)"])
+        return ProtocolError(.wrongPassword)
+    }
+
+    /// A valid hash of a random password, verified against when there is no account to check.
+    static let decoyHash: String = (try? PasswordHasher(parameters: .testing).hash(password: SecureRandom.hex(bytes: 16))) ?? ""
+
+    /// Stores a message for a user who is not online.
+    func storeOffline(to recipient: String, from sender: String, text: String) async -> ProtocolError? {
+        do {
+            _ = try await store.enqueueOfflineMessage(to: recipient, from: sender, text: text, sentAt: Date())
+            return nil
+        } catch StoreError.unknownAccount {
+            return ProtocolError(.unknownUser)
+        } catch {
+            logger.error("storing offline message failed: \(error)")
+            return ProtocolError(.internal)
+        }
+    }
+
+    /// Blocks or unblocks, durably first, then in the online view.
+    func setBlock(blocker: String, blocked: String, active: Bool) async -> ProtocolError? {
+        do {
+            let changed =
+                active
+                ? try await store.block(blocker: blocker, blocked: blocked)
+                : try await store.unblock(blocker: blocker, blocked: blocked)
+            guard changed else { return ProtocolError(active ? .alreadyBlocked : .notBlocked) }
+            hub.noteBlock(blocker: blocker, blocked: blocked, active: active)
+            return nil
+        } catch StoreError.unknownAccount {
+            return ProtocolError(.unknownUser)
+        } catch {
+            logger.error("block change failed: \(error)")
+            return ProtocolError(.internal)
+        }
+    }
+
+    /// Whether an account exists (for errors that must name unknown users).
+    func accountExists(_ name: String) async -> Bool {
+        (try? await store.account(named: name)) != nil
+    }
+
+    /// Users online now or within the last `seconds`, as seen by `viewer`.
+    func usersActive(withinLast seconds: Int64, viewer: String) async -> Result<[String], ProtocolError> {
+        do {
+            let since = Date(timeIntervalSinceNow: -Double(min(seconds, 10 * 365 * 86_400)))
+            let recent = try await store.usersActive(since: since)
+            let hidden = hub.blockers(of: viewer)
+            var names = Set(hub.onlineNames(visibleTo: viewer))
+            let onlineCanonical = hub.onlineCanonicalNames()
+            for name in recent where name != viewer && !hidden.contains(name) && !onlineCanonical.contains(name) {
+                names.insert(try await store.account(named: name)?.displayName ?? name)
+            }
+            return .success(names.sorted())
+        } catch {
+            logger.error("whoelsesince failed: \(error)")
+            return .failure(ProtocolError(.internal))
+        }
+    }
+}
+
+extension TimeAmount {
+    var seconds: TimeInterval { TimeInterval(nanoseconds) / 1_000_000_000 }
+}

@@ -1,0 +1,47 @@
+import Foundation
+import NIOCore
+import ParleyCrypto
+import ParleyProtocol
+
+/// Everything a running server is told at start; immutable afterwards.
+public struct ServerConfiguration: Sendable {
+    /// Address to listen on.
+    public var host: String = "127.0.0.1"
+    /// TCP port (0 picks a free one, for tests).
+    public var port: Int = 3331
+    /// How long three wrong passwords lock a name.
+    public var blockDuration: TimeAmount = .seconds(10)
+    /// Idle time (no command from the user) after which the server logs a user out.
+    public var idleTimeout: TimeAmount = .seconds(120)
+    /// Server certificate (leaf, PEM) and its private key (mode 0600).
+    public var certificatePath: String = "certs/server.pem"
+    public var privateKeyPath: String = "certs/server.key"
+    /// SQLite database file.
+    public var databasePath: String = "parley.sqlite"
+    /// Whether unknown names register on first login.
+    public var registrationOpen: Bool = true
+    /// scrypt cost for new hashes; lower than `.production` only in tests and benchmarks.
+    public var hashParameters: PasswordHasher.Parameters = .production
+    /// Wrong passwords in a row that lock a name.
+    public var lockoutThreshold: Int = 3
+    /// Longest frame accepted before parsing.
+    public var maxFrameBytes: Int = Limits.maxFrameBytes
+    /// Malformed frames in a row after which the connection is closed.
+    public var maxBadFramesInARow: Int = 10
+    /// Bytes queued to a client that stopped reading before it is disconnected.
+    public var maxOutboundBacklog: Int = 4 * 1024 * 1024
+    /// Logins waiting for a hashing thread beyond which new logins are refused (rate_limited).
+    public var maxPendingHashes: Int = 256
+    /// Threads that compute password hashes (never the event loops).
+    public var hashingThreads: Int = max(1, System.coreCount)
+    /// Event loop threads.
+    public var eventLoopThreads: Int = System.coreCount
+    /// Time allowed for the TLS handshake.
+    public var handshakeTimeout: TimeAmount = .seconds(10)
+    /// Time allowed between connecting and logging in.
+    public var loginTimeout: TimeAmount = .seconds(60)
+    /// Offline messages sent per batch at login.
+    public var offlineBatchSize: Int = 256
+
+    public init() {}
+}

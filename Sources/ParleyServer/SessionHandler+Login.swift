@@ -1,0 +1,160 @@
+import Foundation
+import Logging
+import NIOCore
+import ParleyProtocol
+import ParleyStore
+
+extension SessionHandler {
+    // MARK: login
+
+    func login(username: String, password: String, id: Int64?) {
+        runAsync({ [service] in await service.authenticate(username: username, password: password) }) { result in
+            switch result {
+            case .failure(let error):
+                self.reply(id, error)
+            case .success(let account):
+                self.goOnline(account, id: id)
+            }
+        }
+    }
+
+    private func goOnline(_ account: ChatService.Authenticated, id: Int64?) {
+        guard case .connected = phase else { return }
+        let hub = service.hub
+        let session = Session(
+            name: account.name, displayName: account.displayName, context: context,
+            shard: hub.shard(for: context.eventLoop), maxBacklog: configuration.maxOutboundBacklog)
+        guard hub.register(session, blocks: account.blocks, blockedBy: account.blockedBy) else {
+            logger.info("login refused: already online", metadata: ["user": "\(account.name)"])
+            reply(id, .alreadyOnline)
+            return
+        }
+        phase = .online(session)
+        session.onSlowConsumer = { [weak self] in self?.disconnectSlowConsumer() }
+        lastActivity = .now()
+        armIdleTimer(after: configuration.idleTimeout)
+        logger.info("login", metadata: ["user": "\(account.name)", "peer": "\(peerDescription)"])
+        send(.reply(.ok(id: id, .login(username: account.displayName, created: account.created))))
+        let presence = ServerMessage.presence(user: account.displayName, online: true).frame(allocator: context.channel.allocator)
+        hub.fanOut(presence, except: account.name, skipping: account.blocks)
+        let store = service.store
+        let name = account.name
+        Task { try? await store.recordLogin(name: name, at: Date()) }
+        deliverOffline(to: session, after: 0)
+    }
+
+    /// Sends stored messages oldest first, in batches; each is deleted only when the client acks it.
+    private func deliverOffline(to session: Session, after lastID: Int64) {
+        let store = service.store
+        let limit = configuration.offlineBatchSize
+        let loop = context.eventLoop
+        let future = loop.makeFutureWithTask {
+            try await store.pendingMessages(for: session.name, after: lastID, limit: limit)
+        }
+        future.assumeIsolated().whenComplete { result in
+            guard session.isOpen, case .success(let batch) = result, let last = batch.last else { return }
+            for stored in batch {
+                let sent = Int64(stored.sentAt.timeIntervalSince1970 * 1000)
+                self.send(.message(from: stored.sender, text: stored.text, delivery: stored.id, sent: sent))
+            }
+            if batch.count == limit { self.deliverOffline(to: session, after: last.id) }
+        }
+    }
+
+    // MARK: leaving
+
+    /// Logs the user out of the hub and tells the others; safe to call more than once.
+    func endSession(reason: String) {
+        guard case .online(let session) = phase else { return }
+        phase = .closed
+        session.close()
+        let hub = service.hub
+        guard let entry = hub.unregister(session) else { return }
+        let presence = ServerMessage.presence(user: session.displayName, online: false).frame(allocator: context.channel.allocator)
+        hub.fanOut(presence, except: session.name, skipping: entry.blocks)
+        logger.info("session ended", metadata: ["user": "\(session.name)", "reason": "\(reason)"])
+        let store = service.store
+        let name = session.name
+        Task { try? await store.recordLogout(name: name, at: Date()) }
+    }
+
+    /// Flushes what is queued, then closes (TLS sends close_notify).
+    func closeGracefully() {
+        endSession(reason: "logout")
+        let context = self.context!
+        context.flush()
+        context.close(promise: nil)
+    }
+
+    private func disconnectSlowConsumer() {
+        logger.notice("disconnecting a client that stopped reading", metadata: peerMetadata)
+        endSession(reason: "slow consumer")
+        context.close(promise: nil)
+    }
+
+    // MARK: idle timeout
+
+    func armIdleTimer(after delay: TimeAmount) {
+        idleTimer?.cancel()
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            idleTimerFired()
+        }
+    }
+
+    private func idleTimerFired() {
+        switch phase {
+        case .closed:
+            return
+        case .connected:
+            logger.info("closing a connection that did not log in in time", metadata: peerMetadata)
+            context.close(promise: nil)
+        case .online(let session):
+            let deadline = lastActivity + configuration.idleTimeout
+            if deadline > .now() {
+                armIdleTimer(after: deadline - .now())
+                return
+            }
+            logger.info("timeout", metadata: ["user": "\(session.name)"])
+            send(.loggedOut(reason: .timeout), flush: true)
+            endSession(reason: "timeout")
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: plumbing
+
+    /// Runs `work` off the event loop, then `then` back on it; later frames wait, so requests
+    /// from one connection take effect in the order they were sent.
+    func runAsync<T: Sendable>(_ work: @escaping @Sendable () async -> T, then: @escaping (T) -> Void) {
+        busy = true
+        let future = context.eventLoop.makeFutureWithTask(work)
+        future.assumeIsolated().whenSuccess { value in
+            self.busy = false
+            if case .closed = self.phase { return }
+            then(value)
+            self.drainQueue()
+        }
+    }
+
+    /// Queues a message to this client; replies ride the same per-loop flush as fan-out.
+    func send(_ message: ServerMessage, flush: Bool = false) {
+        let frame = message.frame(allocator: context.channel.allocator)
+        if case .online(let session) = phase, !flush {
+            session.send(frame)
+        } else {
+            context.writeAndFlush(NIOAny(frame), promise: nil)
+        }
+    }
+
+    func reply(_ id: Int64?, _ code: ErrorCode, _ message: String? = nil) {
+        send(.reply(.error(id: id, code, message: message)))
+        if case .connected = phase { context.flush() }
+    }
+
+    func reply(_ id: Int64?, _ error: ProtocolError) {
+        reply(id, error.code, error.message)
+    }
+
+    var peerDescription: String { context.channel.remoteAddress.map { "\($0)" } ?? "?" }
+    var peerMetadata: Logger.Metadata { ["peer": "\(peerDescription)"] }
+}

@@ -1,0 +1,153 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ParleyCrypto
+import ParleyServer
+
+@main
+struct ParleyServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parley-server",
+        abstract: "Parley chat server: one TLS 1.3 port, accounts hashed at rest, offline messages kept until read.",
+        discussion: """
+            With no subcommand it serves. The original exercise's form also works:
+              parley-server PORT BLOCK_DURATION TIMEOUT
+            Certificates: scripts/gen-certs.sh makes certs/server.pem and certs/server.key (mode 0600).
+            """,
+        version: ParleyServerVersion.string,
+        subcommands: [Serve.self, ImportCredentials.self, UserAdmin.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Options every subcommand that touches the database shares.
+struct DatabaseOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("SQLite database file.", valueName: "PATH"))
+    var db: String = "parley.sqlite"
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the server (the default).")
+
+    @Argument(help: "Original form: PORT BLOCK_DURATION TIMEOUT (same as --port, --block-duration, --timeout).")
+    var positional: [Int] = []
+
+    @Option(help: "TCP port to listen on.")
+    var port: Int?
+
+    @Option(help: ArgumentHelp("Address to listen on.", valueName: "ADDRESS"))
+    var bind: String = "127.0.0.1"
+
+    @Option(name: .customLong("block-duration"), help: ArgumentHelp("Seconds a name stays locked after 3 wrong passwords.", valueName: "SECONDS"))
+    var blockDuration: Int?
+
+    @Option(help: ArgumentHelp("Seconds without a command before a user is logged out.", valueName: "SECONDS"))
+    var timeout: Int?
+
+    @Option(help: ArgumentHelp("Server certificate (PEM, leaf only).", valueName: "PATH"))
+    var cert: String = "certs/server.pem"
+
+    @Option(help: ArgumentHelp("Server private key (PEM, must be mode 0600).", valueName: "PATH"))
+    var key: String = "certs/server.key"
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Flag(name: .customLong("no-registration"), help: "Refuse logins with unknown names instead of registering them.")
+    var noRegistration = false
+
+    @Option(
+        name: .customLong("insecure-hash-cost"),
+        help: ArgumentHelp("scrypt log2(N) for NEW hashes, for tests and benchmarks only (production: 17).", valueName: "LN"))
+    var hashCost: Int?
+
+    @Option(help: ArgumentHelp("Event loop threads (default: one per core).", valueName: "N"))
+    var threads: Int?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard positional.isEmpty || positional.count == 3 else {
+            throw ValidationError("the original form takes exactly three numbers: PORT BLOCK_DURATION TIMEOUT")
+        }
+        if !positional.isEmpty, port != nil || blockDuration != nil || timeout != nil {
+            throw ValidationError("give either PORT BLOCK_DURATION TIMEOUT or the --port/--block-duration/--timeout flags, not both")
+        }
+        guard (0...65535).contains(effectivePort) else { throw ValidationError("port must be 0-65535, got \(effectivePort)") }
+        guard effectiveBlockDuration >= 1 else { throw ValidationError("block duration must be at least 1 second") }
+        guard effectiveTimeout >= 1 else { throw ValidationError("timeout must be at least 1 second") }
+        if let hashCost, !PasswordHasher.Parameters.lnBounds.contains(hashCost) {
+            throw ValidationError("--insecure-hash-cost must be in \(PasswordHasher.Parameters.lnBounds)")
+        }
+        if let threads, !(1...64).contains(threads) { throw ValidationError("--threads must be 1-64") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+    }
+
+    var effectivePort: Int { positional.first ?? port ?? 3331 }
+    var effectiveBlockDuration: Int { positional.count == 3 ? positional[1] : blockDuration ?? 10 }
+    var effectiveTimeout: Int { positional.count == 3 ? positional[2] : timeout ?? 120 }
+
+    func run() async throws {
+        signal(SIGPIPE, SIG_IGN)
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "parley.server")
+        var config = ServerConfiguration()
+        config.host = bind
+        config.port = effectivePort
+        config.blockDuration = .seconds(Int64(effectiveBlockDuration))
+        config.idleTimeout = .seconds(Int64(effectiveTimeout))
+        config.certificatePath = cert
+        config.privateKeyPath = key
+        config.databasePath = database.db
+        config.registrationOpen = !noRegistration
+        if let hashCost { config.hashParameters = .init(ln: hashCost, r: 8, p: 1) }
+        if let threads { config.eventLoopThreads = threads }
+
+        let server: ChatServer
+        do {
+            server = try await ChatServer.start(configuration: config, logger: logger)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(70)
+        }
+        let stop = SignalWaiter(signals: [SIGINT, SIGTERM])
+        await stop.wait()
+        logger.info("shutting down")
+        try await server.shutdown()
+    }
+}
+
+/// Suspends until one of the given signals arrives.
+final class SignalWaiter: @unchecked Sendable {
+    // The sources are created once and only touched on their queue.
+    private var sources: [DispatchSourceSignal] = []
+    private let queue = DispatchQueue(label: "parley.signals")
+    private let signals: [Int32]
+
+    init(signals: [Int32]) { self.signals = signals }
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.sync {
+                var resumed = false
+                for sig in signals {
+                    signal(sig, SIG_IGN)
+                    let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+                    source.setEventHandler {
+                        if !resumed {
+                            resumed = true
+                            continuation.resume()
+                        }
+                    }
+                    source.resume()
+                    sources.append(source)
+                }
+            }
+        }
+    }
+}

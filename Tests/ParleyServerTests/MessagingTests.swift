@@ -1,0 +1,161 @@
+import Foundation
+import ParleyProtocol
+import ParleyTestSupport
+import Testing
+
+@Suite("Messages, broadcast, presence and who's online, end to end over TLS")
+struct MessagingTests {
+    @Test("a message to an online user arrives at once, from the sender's display name")
+    func liveMessage() async throws {
+        try await withServer { server in
+            let alice = try await server.loggedIn("Alice")
+            let bob = try await server.loggedIn("bob")
+            #expect(try await alice.request(.message(to: "BOB", text: "hello  there")).isOK)
+            let got = try #require(await bob.nextMessage())
+            #expect(got.from == "Alice")
+            #expect(got.text == "hello  there")
+            #expect(got.delivery == nil, "live messages need no ack")
+        }
+    }
+
+    @Test("messages to unknown users, to oneself, or empty/oversized are refused with clear codes")
+    func messageErrors() async throws {
+        try await withServer { server in
+            let alice = try await server.loggedIn("alice")
+            #expect(try await alice.request(.message(to: "nobody", text: "hi")).code == .unknownUser)
+            #expect(try await alice.request(.message(to: "bad name", text: "hi")).code == .unknownUser)
+            #expect(try await alice.request(.message(to: "alice", text: "hi")).code == .cannotMessageSelf)
+            #expect(try await alice.request(.message(to: "alice", text: "")).code == .badFrame)
+            let big = String(repeating: "x", count: 5000)
+            #expect(try await alice.request(.broadcast(text: big)).code == .badFrame)
+        }
+    }
+
+    @Test("offline messages are stored, delivered in order at login, and deleted only when acknowledged")
+    func offlineDeliveryAndAck() async throws {
+        try await withServer { server in
+            _ = try await server.loggedIn("bob").close()
+            let alice = try await server.loggedIn("alice")
+            for i in 1...5 { #expect(try await alice.request(.message(to: "bob", text: "m\(i)")).isOK) }
+
+            // First login: all five arrive in order; ack only the first two, then drop the connection.
+            let bob1 = try await server.loggedIn("bob")
+            var deliveries: [Int64] = []
+            for i in 1...5 {
+                let m = try #require(await bob1.nextMessage())
+                #expect(m.text == "m\(i)")
+                #expect(m.from == "alice")
+                deliveries.append(try #require(m.delivery))
+            }
+            try await bob1.request(.ack(delivery: deliveries[0]))
+            try await bob1.request(.ack(delivery: deliveries[1]))
+            await bob1.abort()
+            try await Task.sleep(for: .milliseconds(200))
+
+            // Second login: exactly the three unacknowledged ones, still in order.
+            let bob2 = try await server.loggedIn("bob")
+            for i in 3...5 { #expect(await bob2.nextMessage()?.text == "m\(i)") }
+            for d in deliveries[2...] { try await bob2.request(.ack(delivery: d)) }
+            #expect(await bob2.nextMessage(timeout: 0.3) == nil)
+            await bob2.close()
+            try await Task.sleep(for: .milliseconds(200))
+
+            // Third login: nothing is delivered twice.
+            let bob3 = try await server.loggedIn("bob")
+            #expect(await bob3.nextMessage(timeout: 0.5) == nil)
+        }
+    }
+
+    @Test("an offline message survives a server restart")
+    func offlineSurvivesRestart() async throws {
+        try await withServer { server in
+            _ = try await server.loggedIn("bob").close()
+            let alice = try await server.loggedIn("alice")
+            #expect(try await alice.request(.message(to: "bob", text: "kept across restarts")).isOK)
+            try await server.restart()
+            let bob = try await server.loggedIn("bob")
+            #expect(await bob.nextMessage()?.text == "kept across restarts")
+        }
+    }
+
+    @Test("broadcast reaches everyone but the sender and those who blocked the sender, who is told")
+    func broadcast() async throws {
+        try await withServer { server in
+            let alice = try await server.loggedIn("alice")
+            let bob = try await server.loggedIn("bob")
+            let carol = try await server.loggedIn("carol")
+            let first = try await alice.request(.broadcast(text: "hi all"))
+            #expect(first.outcome == .ok(.broadcast(unreachable: false)))
+            #expect(await bob.nextBroadcast()?.text == "hi all")
+            #expect(await carol.nextBroadcast()?.from == "alice")
+            #expect(await alice.nextBroadcast(timeout: 0.3) == nil, "no echo to the sender")
+
+            #expect(try await carol.request(.block(user: "alice")).isOK)
+            let second = try await alice.request(.broadcast(text: "again"))
+            #expect(second.outcome == .ok(.broadcast(unreachable: true)))
+            #expect(await bob.nextBroadcast()?.text == "again")
+            #expect(await carol.nextBroadcast(timeout: 0.3) == nil)
+        }
+    }
+
+    @Test("presence: others hear of logins and logouts")
+    func presence() async throws {
+        try await withServer { server in
+            let alice = try await server.loggedIn("alice")
+            let bob = try await server.loggedIn("Bob")
+            #expect(await alice.nextPresence(of: "Bob", online: true))
+            try await bob.request(.logout)
+            #expect(await alice.nextPresence(of: "Bob", online: false))
+            let carol = try await server.loggedIn("carol")
+            await carol.abort()
+            #expect(await alice.nextPresence(of: "carol", online: false), "a dropped connection counts as a logout")
+        }
+    }
+
+    @Test("whoelse lists the others online; whoelsesince adds those who left within the window")
+    func whoIsOnline() async throws {
+        try await withServer { server in
+            let alice = try await server.loggedIn("alice")
+            let bob = try await server.loggedIn("bob")
+            _ = try await server.loggedIn("Carol")
+            #expect(try await alice.request(.whoelse).users == ["Carol", "bob"])
+            try await bob.request(.logout)
+            #expect(await alice.nextPresence(of: "bob", online: false))
+            #expect(try await alice.request(.whoelse).users == ["Carol"])
+            #expect(try await alice.request(.whoelsesince(seconds: 60)).users == ["Carol", "bob"])
+            #expect(try await alice.request(.whoelsesince(seconds: 0)).users == ["Carol"])
+        }
+    }
+
+    @Test("logout replies, says why, and closes the connection")
+    func logout() async throws {
+        try await withServer { server in
+            let alice = try await server.loggedIn("alice")
+            #expect(try await alice.request(.logout).isOK)
+            #expect(await alice.next { $0 == .loggedOut(reason: .logout) } != nil)
+            #expect(await alice.waitForClose())
+        }
+    }
+
+    @Test("inactivity logs a user out; commands (including 'active') reset the timer, incoming messages do not")
+    func idleTimeout() async throws {
+        try await withServer({ $0.idleTimeout = .milliseconds(800) }) { server in
+            let alice = try await server.loggedIn("alice")
+            let bob = try await server.loggedIn("bob")
+            for _ in 0..<4 {
+                try await Task.sleep(for: .milliseconds(300))
+                try await alice.request(.active)
+                try await bob.request(.message(to: "alice", text: "keep talking to you"))
+            }
+            #expect(!alice.isClosed)
+            // bob keeps sending, alice only receives: alice times out, bob does not.
+            for _ in 0..<4 {
+                try await Task.sleep(for: .milliseconds(300))
+                _ = try? await bob.request(.broadcast(text: "ping"))
+            }
+            #expect(await alice.next(timeout: 3) { $0 == .loggedOut(reason: .timeout) } != nil)
+            #expect(await alice.waitForClose())
+            #expect(!bob.isClosed)
+        }
+    }
+}
