@@ -1,5 +1,10 @@
 import NIOCore
 import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import ParleyProtocol
 import ParleyTLS
 
@@ -66,7 +71,7 @@ public final class ChatConnection: Sendable {
                 .connect(host: host, port: port).get()
         } catch {
             continuation.finish()
-            throw ClientError.connectFailed(String(describing: error))
+            throw ClientError.connectFailed("\(host):\(port): \(Self.describeConnectError(error))")
         }
         let hello: (version: Int64, server: String)
         do {
@@ -133,9 +138,26 @@ public final class ChatConnection: Sendable {
         try? await eventLoop.flatSubmit { handler.close(on: eventLoop) }.get()
     }
 
+    /// How many messages have been put on `events` so far. A consumer that counts what it has taken
+    /// can wait until it has caught up, e.g. to show events that arrived before a reply first.
+    public func eventsDelivered() async -> Int {
+        let handler = self.handler
+        return (try? await channel.eventLoop.submit { handler.eventsDelivered }.get()) ?? 0
+    }
+
     /// Waits until the connection is closed; returns the failure that closed it, or nil for a plain close.
     public func waitUntilClosed() async -> ClientError? {
         (try? await handler.closed.futureResult.get()) ?? nil
+    }
+
+    // NIO's connect errors list every address tried; people want the reason, e.g. "Connection refused".
+    private static func describeConnectError(_ error: Error) -> String {
+        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
+            return describeConnectError(first.error)
+        }
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
+        if error is ChannelError { return "timed out" }
+        return String(describing: error)
     }
 
     private static func unwrap(_ future: EventLoopFuture<Reply?>) async throws -> Reply {

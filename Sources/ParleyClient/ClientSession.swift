@@ -128,7 +128,9 @@ public final class ClientSession: Sendable {
                 try? await connection.sendWithoutReply(.ack(delivery: delivery))
             }
             if case .loggedOut(let reason) = event { ending = reason }
+            state.markEventProcessed()
         }
+        state.markAllEventsProcessed()
         if state.logoutRequested { return nil }  // the command loop finishes after showing the reply
         switch ending {
         case .timeout: return .timedOut
@@ -140,13 +142,27 @@ public final class ClientSession: Sendable {
         }
     }
 
+    /// Waits (bounded) until the event pump has shown everything received so far.
+    private func catchUpWithEvents() async {
+        let target = await connection.eventsDelivered()
+        let deadline = ContinuousClock.now + replyTimeout
+        while !state.hasProcessed(target), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
     /// Reads commands, sending each and showing its reply before reading the next.
     private func readCommands() async -> ExitStatus? {
         while true {
             guard let line = await input.readLine(prompt: "> ") else {
                 // End of input: log out cleanly, but never hang on a server that does not answer.
+                // A silent round trip first lets stored messages sent right after login arrive and
+                // be shown and acked before the logout (otherwise they wait for the next login).
+                _ = try? await connection.send(.whoelse, timeout: replyTimeout)
+                await catchUpWithEvents()
                 state.requestLogout()
                 if let reply = try? await connection.send(.logout, timeout: replyTimeout) {
+                    await catchUpWithEvents()
                     show(.reply(reply, command: .logout))
                 }
                 await connection.close()
@@ -156,6 +172,8 @@ public final class ClientSession: Sendable {
             case .nothing: continue
             case .local(let local): show(.local(local))
             case .send(let request, let command):
+                // Show (and ack) what arrived before this command first, so output follows the wire.
+                await catchUpWithEvents()
                 if command == .logout { state.requestLogout() }
                 let reply: Reply
                 do {
@@ -170,6 +188,7 @@ public final class ClientSession: Sendable {
                 if let names = state.updateUsers({ $0.apply(reply: reply, command: command) }) {
                     onlineUsersChanged(names)
                 }
+                await catchUpWithEvents()
                 show(.reply(reply, command: command))
                 if command == .logout {
                     await connection.close()
@@ -198,6 +217,13 @@ private final class SessionState: @unchecked Sendable {
             return users == before ? nil : users.names
         }
     }
+
+    private var eventsProcessed = 0
+    private var pumpFinished = false
+
+    func markEventProcessed() { lock.withLock { eventsProcessed += 1 } }
+    func markAllEventsProcessed() { lock.withLock { pumpFinished = true } }
+    func hasProcessed(_ count: Int) -> Bool { lock.withLock { pumpFinished || eventsProcessed >= count } }
 
     var logoutRequested: Bool { lock.withLock { _logoutRequested } }
     func requestLogout() { lock.withLock { _logoutRequested = true } }
