@@ -144,6 +144,11 @@ final class LineEditor: LineSource, OutputSink, @unchecked Sendable {
         return line
     }
 
+    /// Moves off a half-typed line so the shell prompt starts on a fresh line after exit.
+    func finish() {
+        outputLock.withLock { if editing { writeAll("\r\n") } }
+    }
+
     func emit(_ lines: [String]) {
         outputLock.withLock {
             guard editing else {

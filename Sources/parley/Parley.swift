@@ -77,15 +77,15 @@ struct Parley: AsyncParsableCommand {
     func run() async throws {
         signal(SIGPIPE, SIG_IGN)
         let terminal = TerminalState()
-        let status = await session()
+        let editor = isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 ? LineEditor() : nil
+        let status = await session(editor: editor)
+        editor?.finish()
         terminal.restore()
         terminateProcess(status.rawValue)
     }
 
-    private func session() async -> ExitStatus {
+    private func session(editor: LineEditor?) async -> ExitStatus {
         let format: OutputFormat = json ? .json : .human
-        let interactive = isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1
-        let editor = interactive ? LineEditor() : nil
         let input: LineSource = editor ?? ScriptedInput()
         let output: OutputSink = editor ?? PlainOutput()
         let report = { (code: String, message: String) in
