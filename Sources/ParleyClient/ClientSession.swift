@@ -151,15 +151,25 @@ public final class ClientSession: Sendable {
         }
     }
 
+    /// Stored messages come right after login but not in step with replies, so a logout sent too
+    /// early would overtake their acks (they would be shown again next time). Silent round trips
+    /// until the event count stops moving (bounded) let them arrive, be shown and be acked first.
+    private func settleBeforeLogout() async {
+        for _ in 0..<5 {
+            let before = await connection.eventsDelivered()
+            _ = try? await connection.send(.whoelse, timeout: replyTimeout)
+            try? await Task.sleep(for: .milliseconds(50))
+            await catchUpWithEvents()
+            if await connection.eventsDelivered() == before { return }
+        }
+    }
+
     /// Reads commands, sending each and showing its reply before reading the next.
     private func readCommands() async -> ExitStatus? {
         while true {
             guard let line = await input.readLine(prompt: "> ") else {
                 // End of input: log out cleanly, but never hang on a server that does not answer.
-                // A silent round trip first lets stored messages sent right after login arrive and
-                // be shown and acked before the logout (otherwise they wait for the next login).
-                _ = try? await connection.send(.whoelse, timeout: replyTimeout)
-                await catchUpWithEvents()
+                await settleBeforeLogout()
                 state.requestLogout()
                 if let reply = try? await connection.send(.logout, timeout: replyTimeout) {
                     await catchUpWithEvents()
@@ -174,7 +184,10 @@ public final class ClientSession: Sendable {
             case .send(let request, let command):
                 // Show (and ack) what arrived before this command first, so output follows the wire.
                 await catchUpWithEvents()
-                if command == .logout { state.requestLogout() }
+                if command == .logout {
+                    await settleBeforeLogout()
+                    state.requestLogout()
+                }
                 let reply: Reply
                 do {
                     reply = try await connection.send(request, timeout: replyTimeout)
