@@ -1,1 +1,0 @@
-// ParleyClient: placeholder until its issue lands.

@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+import ParleyClient
+import ParleyProtocol
+import ParleyTLS
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The `parley` command: a TLS terminal chat client.
+@main
+struct Parley: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parley",
+        abstract: "Parley: a TLS-secured terminal chat client.",
+        usage: """
+            parley [--host <host>] [--port <port>] [--ca <file>] [--server-name <name>] [--json] [--username <name>]
+              parley <port>
+            """,
+        discussion: """
+            Logs in (registering the account if the name is new), then reads commands; type 'help' \
+            for the list. The password is never taken from the command line or the environment: it \
+            is read from the terminal without echo, or as the second line of standard input.
+
+            When standard input is not a terminal, the input is: username line, password line, then \
+            one command per line; each command's reply is awaited before the next is sent, and end \
+            of input logs out. --json prints every event and reply as one JSON object per line.
+
+            Exit status: 0 logged out / end of input, 64 usage error, 65 bad credentials, \
+            66 account locked, 67 logged out for inactivity, 68 connection lost or closed by the \
+            server, 69 TLS certificate verification failed, 70 other error, 71 already logged in \
+            elsewhere. See docs/CLIENT.md.
+            """)
+
+    @Argument(help: ArgumentHelp("Server port (the original 'parley PORT' form); same as --port.", valueName: "port"))
+    var positionalPort: Int?
+
+    @Option(help: "Server host name or IP address.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Server port (1-65535). (default: 3331)")
+    var port: Int?
+
+    @Option(help: ArgumentHelp("CA certificate (PEM) the server's certificate must chain to.", valueName: "file"))
+    var ca = "certs/ca.pem"
+
+    @Option(help: ArgumentHelp("Name the server's certificate must match. (default: the host)", valueName: "name"))
+    var serverName: String?
+
+    @Flag(help: "Print every event and reply as one JSON object per line.")
+    var json = false
+
+    @Option(help: ArgumentHelp("Log in as this user instead of asking.", valueName: "name"))
+    var username: String?
+
+    var effectivePort: Int { port ?? positionalPort ?? 3331 }
+
+    func validate() throws {
+        if let port, let positionalPort, port != positionalPort {
+            throw ValidationError("The port was given twice with different values (\(positionalPort) and --port \(port)).")
+        }
+        guard (1...65535).contains(effectivePort) else {
+            throw ValidationError("Invalid port \(effectivePort): expected 1-65535.")
+        }
+        guard !host.isEmpty else { throw ValidationError("--host must not be empty.") }
+        if let username, !Validation.isValidUsername(username) {
+            throw ValidationError("Invalid username '\(username)': \(ErrorCode.invalidUsername.defaultMessage)")
+        }
+        guard access(ca, R_OK) == 0 else {
+            throw ValidationError("Cannot read the CA certificate '\(ca)' (use --ca to point at the server's CA).")
+        }
+    }
+
+    func run() async throws {
+        signal(SIGPIPE, SIG_IGN)
+        let terminal = TerminalState()
+        let editor = isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 ? LineEditor() : nil
+        let status = await session(editor: editor)
+        editor?.finish()
+        terminal.restore()
+        terminateProcess(status.rawValue)
+    }
+
+    private func session(editor: LineEditor?) async -> ExitStatus {
+        let format: OutputFormat = json ? .json : .human
+        let input: LineSource = editor ?? ScriptedInput()
+        let output: OutputSink = editor ?? PlainOutput()
+        let report = { (code: String, message: String) in
+            output.emit(Presenter.render(.local(.clientError(code: code, message: message)), format: format))
+        }
+
+        let context: TLSContext
+        do {
+            context = try TLSContext(role: .client(trustedCAPath: ca))
+        } catch {
+            report("tls_configuration", "Error. \(error)")
+            return .otherError
+        }
+        let connection: ChatConnection
+        do {
+            connection = try await ChatConnection.connect(
+                host: host, port: effectivePort, tlsContext: context, serverHostname: serverName ?? host)
+        } catch {
+            let clientError = error as? ClientError ?? .connectFailed(String(describing: error))
+            let status = ClientSession.exitStatus(for: clientError)
+            let code = status == .certificateFailed ? "certificate_verification_failed" : "connection_failed"
+            report(code, "Error. \(clientError.description)")
+            return status
+        }
+        let session = ClientSession(
+            connection: connection, input: input, output: output, format: format, username: username,
+            onlineUsersChanged: { users in editor?.setUsers(users) })
+        return await session.run()
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import ParleyClient
+import ParleyProtocol
+import ParleyServer
+import ParleyTestSupport
+import Testing
+
+/// Runs the real `parley` binary in scripted (non-terminal) mode against `server`.
+struct ParleyRun {
+    var status: Int32
+    var lines: [String]
+
+    static var binary: URL {
+        // The test bundle lives next to the built products.
+        let products = Bundle.main.bundleURL.deletingLastPathComponent()
+        let direct = products.appendingPathComponent("parley")
+        if FileManager.default.fileExists(atPath: direct.path) { return direct }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("parley")
+    }
+
+    /// Feeds `input` (one entry per line) and waits up to `timeout` seconds; with `holdOpen`, stdin
+    /// stays open until the process exits on its own (e.g. the server times it out).
+    static func run(
+        _ server: TestServer, _ input: [String], arguments: [String] = [], holdOpen: Bool = false, timeout: Double = 20
+    ) async throws -> ParleyRun {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["--port", String(server.port), "--ca", server.certs.caPath] + arguments
+        let stdin = Pipe(), stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stdout
+        try process.run()
+        let text = input.map { $0 + "\n" }.joined()
+        try stdin.fileHandleForWriting.write(contentsOf: Data(text.utf8))
+        if !holdOpen { try stdin.fileHandleForWriting.close() }
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        if holdOpen { try? stdin.fileHandleForWriting.close() }
+        let data = stdout.fileHandleForReading.readDataToEndOfFile()
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+        return ParleyRun(status: process.terminationStatus, lines: lines)
+    }
+}
+
+func withTestServer(
+    _ configure: (inout ServerConfiguration) -> Void = { _ in }, _ body: (TestServer) async throws -> Void
+) async throws {
+    let server = try await TestServer.start(configure)
+    do { try await body(server) } catch {
+        await server.stop()
+        throw error
+    }
+    await server.stop()
+}
+
+@Suite("parley binary against the real server", .serialized)
+struct EndToEndTests {
+    @Test func registerCommandsAndLogoutAtEndOfInput() async throws {
+        try await withTestServer { server in
+            let run = try await ParleyRun.run(server, ["alice", "password-alice", "whoelse", "block alice", "nonsense", "block bob"])
+            #expect(run.status == 0)
+            #expect(run.lines == [
+                "Account created for alice.",
+                "Welcome to the greatest messaging application ever!",
+                "Error. Cannot block self",
+                "Error. Invalid command (type help for the list of commands)",
+                "Error. Invalid user",
+            ])
+        }
+    }
+
+    @Test func wrongPasswordIsRetriedThenBadCredentials() async throws {
+        try await withTestServer { server in
+            _ = try await ParleyRun.run(server, ["bob", "password-bob"])
+            let retried = try await ParleyRun.run(server, ["bob", "not-the-password", "password-bob"])
+            #expect(retried.status == 0)
+            #expect(retried.lines == ["Invalid Password. Please try again", "Welcome to the greatest messaging application ever!"])
+            let failed = try await ParleyRun.run(server, ["bob", "not-the-password"])
+            #expect(failed.status == ExitStatus.badCredentials.rawValue)
+        }
+    }
+
+    @Test func lockedAccountExits66() async throws {
+        try await withTestServer { server in
+            _ = try await ParleyRun.run(server, ["carol", "password-carol"])
+            let run = try await ParleyRun.run(server, ["carol", "wrong-pass-1", "wrong-pass-2", "wrong-pass-3", "password-carol"])
+            #expect(run.status == ExitStatus.accountLocked.rawValue)
+            #expect(run.lines.last == "Invalid Password. Your account has been blocked. Please try again later")
+        }
+    }
+
+    @Test func offlineMessagesAreShownOnceAndAcked() async throws {
+        try await withTestServer { server in
+            _ = try await ParleyRun.run(server, ["bob", "password-bob"])
+            let alice = try await server.loggedIn("alice")
+            #expect(try await alice.request(.message(to: "bob", text: "while you were out")).outcome == .ok(.none))
+            let first = try await ParleyRun.run(server, ["bob", "password-bob"])
+            #expect(first.lines.contains("alice: while you were out"))
+            let second = try await ParleyRun.run(server, ["bob", "password-bob"])
+            #expect(second.status == 0)
+            #expect(!second.lines.contains("alice: while you were out"))
+        }
+    }
+
+    @Test func jsonModeReportsRepliesAndEvents() async throws {
+        try await withTestServer { server in
+            _ = try await ParleyRun.run(server, ["dave", "password-dave"])
+            let erin = try await server.loggedIn("erin")
+            let run = try await ParleyRun.run(server, ["dave", "password-dave", "whoelse", "message erin hi"], arguments: ["--json"])
+            #expect(run.status == 0)
+            #expect(run.lines.first == #"{"command":"login","created":false,"event":"reply","ok":true,"username":"dave"}"#)
+            #expect(run.lines.contains(#"{"command":"whoelse","event":"reply","ok":true,"users":["erin"]}"#))
+            #expect(run.lines.contains(#"{"command":"message","event":"reply","ok":true,"to":"erin"}"#))
+            #expect(await erin.next { $0 == .message(from: "dave", text: "hi") } != nil)
+        }
+    }
+
+    @Test func certificateForAnotherNameFailsClosed() async throws {
+        try await withTestServer { server in
+            let run = try await ParleyRun.run(server, ["alice", "password-alice"], arguments: ["--server-name", "evil.example"])
+            #expect(run.status == ExitStatus.certificateFailed.rawValue)
+            #expect(run.lines.first?.contains("certificate verification failed") == true)
+        }
+    }
+
+    @Test func inactivityTimeoutExits67() async throws {
+        try await withTestServer({ $0.idleTimeout = .seconds(1) }) { server in
+            let run = try await ParleyRun.run(server, ["frank", "password-frank"], holdOpen: true, timeout: 10)
+            #expect(run.status == ExitStatus.timedOut.rawValue)
+            #expect(run.lines.last == "You have been logged out due to inactivity.")
+        }
+    }
+
+    @Test func libraryConnectionMatchesRepliesById() async throws {
+        try await withTestServer { server in
+            let connection = try await ChatConnection.connect(
+                host: "127.0.0.1", port: server.port, tlsContext: try server.certs.clientContext(), serverHostname: "localhost")
+            #expect(connection.serverVersion == Limits.protocolVersion)
+            #expect(try await connection.login(username: "gina", password: "password-gina") == .loggedIn(username: "gina", created: true))
+            async let a = connection.send(.whoelse)
+            async let b = connection.send(.block(user: "gina"))
+            #expect(try await a.outcome == .ok(.users([])))
+            #expect(try await b.outcome == .error(code: .cannotBlockSelf, message: ErrorCode.cannotBlockSelf.defaultMessage))
+            await connection.close()
+            #expect(await connection.waitUntilClosed() == nil)
+        }
+    }
+}
