@@ -107,7 +107,10 @@ struct ChatService: Sendable {
                 active
                 ? try await store.block(blocker: blocker, blocked: blocked)
                 : try await store.unblock(blocker: blocker, blocked: blocked)
-            guard changed else { return ProtocolError(active ? .alreadyBlocked : .notBlocked) }
+            guard changed else {
+                if !active, try await store.account(named: blocked) == nil { return ProtocolError(.unknownUser) }
+                return ProtocolError(active ? .alreadyBlocked : .notBlocked)
+            }
             hub.noteBlock(blocker: blocker, blocked: blocked, active: active)
             return nil
         } catch StoreError.unknownAccount {

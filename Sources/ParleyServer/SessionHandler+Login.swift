@@ -43,21 +43,27 @@ extension SessionHandler {
         deliverOffline(to: session, after: 0)
     }
 
-    /// Sends stored messages oldest first, in batches; each is deleted only when the client acks it.
+    /// Sends stored messages oldest first, in batches, before any later request of this
+    /// connection is handled; each is deleted only when the client acks it.
     private func deliverOffline(to session: Session, after lastID: Int64) {
         let store = service.store
         let limit = configuration.offlineBatchSize
-        let loop = context.eventLoop
-        let future = loop.makeFutureWithTask {
-            try await store.pendingMessages(for: session.name, after: lastID, limit: limit)
-        }
-        future.assumeIsolated().whenComplete { result in
-            guard session.isOpen, case .success(let batch) = result, let last = batch.last else { return }
+        runAsync({ try? await store.pendingMessages(for: session.name, after: lastID, limit: limit) }) { batch in
+            guard session.isOpen, let batch, let last = batch.last else { return }
             for stored in batch {
                 let sent = Int64(stored.sentAt.timeIntervalSince1970 * 1000)
+                self.unacked.insert(stored.id)
                 self.send(.message(from: stored.sender, text: stored.text, delivery: stored.id, sent: sent))
             }
             if batch.count == limit { self.deliverOffline(to: session, after: last.id) }
+        }
+    }
+
+    func acknowledge(_ delivery: Int64, id: Int64?, name: String) {
+        runAsync({ [service] in try? await service.store.acknowledge(delivery: delivery, for: name) }) { _ in
+            self.unacked.remove(delivery)
+            if id != nil { self.send(.reply(.ok(id: id))) }
+            if case .leaving = self.phase, self.unacked.isEmpty { self.closeNow() }
         }
     }
 
@@ -78,10 +84,18 @@ extension SessionHandler {
         Task { try? await store.recordLogout(name: name, at: Date()) }
     }
 
-    /// Flushes what is queued, then closes (TLS sends close_notify).
-    func closeGracefully() {
+    /// Ends the session at once for everyone else; the connection stays open (bounded) only for
+    /// acks of stored messages already sent, so a quick logout does not make them show twice.
+    func logOut(_ session: Session) {
         endSession(reason: "logout")
-        let context = self.context!
+        guard !unacked.isEmpty else { return closeNow() }
+        phase = .leaving(name: session.name)
+        armIdleTimer(after: .seconds(2))
+    }
+
+    /// Flushes what is queued, then closes (TLS sends close_notify).
+    func closeNow() {
+        phase = .closed
         context.flush()
         context.close(promise: nil)
     }
@@ -105,6 +119,8 @@ extension SessionHandler {
         switch phase {
         case .closed:
             return
+        case .leaving:
+            closeNow()
         case .connected:
             logger.info("closing a connection that did not log in in time", metadata: peerMetadata)
             context.close(promise: nil)

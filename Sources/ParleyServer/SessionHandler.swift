@@ -14,6 +14,8 @@ final class SessionHandler: ChannelDuplexHandler {
     enum Phase {
         case connected
         case online(Session)
+        /// Logged out, waiting (bounded) for acks of stored messages already sent.
+        case leaving(name: String)
         case closed
     }
 
@@ -28,6 +30,8 @@ final class SessionHandler: ChannelDuplexHandler {
     var badFramesInARow = 0
     var lastActivity = NIODeadline.now()
     var idleTimer: Scheduled<Void>?
+    /// Stored messages sent in this session and not yet acknowledged.
+    var unacked: Set<Int64> = []
     private static let maxQueuedFrames = 32
 
     init(service: ChatService, logger: Logger) {
@@ -36,6 +40,11 @@ final class SessionHandler: ChannelDuplexHandler {
     }
 
     var configuration: ServerConfiguration { service.configuration }
+
+    var isClosed: Bool {
+        if case .closed = phase { return true }
+        return false
+    }
 
     // MARK: lifecycle
 
@@ -95,10 +104,7 @@ final class SessionHandler: ChannelDuplexHandler {
     }
 
     func drainQueue() {
-        while !busy, case .online = phase, let next = queue.popFirst() {
-            process(next)
-        }
-        while !busy, case .connected = phase, let next = queue.popFirst() {
+        while !busy, !isClosed, let next = queue.popFirst() {
             process(next)
         }
         if readSuppressed, queue.count < Self.maxQueuedFrames {
@@ -154,6 +160,8 @@ final class SessionHandler: ChannelDuplexHandler {
         case .online(let session):
             lastActivity = .now()
             handleOnline(request, id: id, session: session)
+        case .leaving(let name):
+            if case .ack(let delivery) = request { acknowledge(delivery, id: id, name: name) }
         }
     }
 
@@ -191,11 +199,9 @@ final class SessionHandler: ChannelDuplexHandler {
             send(.reply(.ok(id: id)))
             send(.loggedOut(reason: .logout), flush: true)
             logger.info("logout", metadata: ["user": "\(session.name)"])
-            closeGracefully()
+            logOut(session)
         case .ack(let delivery):
-            runAsync({ [service] in try? await service.store.acknowledge(delivery: delivery, for: session.name) }) { _ in
-                if id != nil { self.send(.reply(.ok(id: id))) }
-            }
+            acknowledge(delivery, id: id, name: session.name)
         case .active:
             if id != nil { send(.reply(.ok(id: id))) }
         case .startPrivate, .privateAnswer, .stopPrivate:

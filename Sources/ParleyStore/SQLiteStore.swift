@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 internal import SQLiteNIO
@@ -22,6 +23,15 @@ public final class SQLiteStore: ChatStore {
 
     private let connection: SQLiteConnection
     private let logger: Logger
+    /// Queries in flight and whether close() began: sqlite-nio does not guard a handle against a
+    /// query that was queued before close, so the store does (a late query fails, never crashes).
+    private let gate = NIOLockedValueBox(Gate())
+
+    private struct Gate {
+        var inFlight = 0
+        var closing = false
+        var drained: [CheckedContinuation<Void, Never>] = []
+    }
 
     private init(connection: SQLiteConnection, logger: Logger) {
         self.connection = connection
@@ -61,6 +71,15 @@ public final class SQLiteStore: ChatStore {
     }
 
     public func close() async throws {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = gate.withLockedValue { gate -> Bool in
+                gate.closing = true
+                if gate.inFlight == 0 { return true }
+                gate.drained.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
         do {
             try await connection.close()
         } catch {
@@ -144,6 +163,21 @@ public final class SQLiteStore: ChatStore {
 
     @discardableResult
     func query(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
+        let admitted = gate.withLockedValue { gate -> Bool in
+            guard !gate.closing else { return false }
+            gate.inFlight += 1
+            return true
+        }
+        guard admitted else { throw StoreError.backend("the store is closed") }
+        defer {
+            let waiters = gate.withLockedValue { gate -> [CheckedContinuation<Void, Never>] in
+                gate.inFlight -= 1
+                guard gate.closing, gate.inFlight == 0 else { return [] }
+                defer { gate.drained = [] }
+                return gate.drained
+            }
+            waiters.forEach { $0.resume() }
+        }
         // Callers see only StoreError, so the protocol stays free of backend types in errors too.
         do {
             return try await connection.query(sql, binds)

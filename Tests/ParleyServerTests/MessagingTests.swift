@@ -159,3 +159,37 @@ struct MessagingTests {
         }
     }
 }
+
+@Suite("Stored messages around a quick logout")
+struct QuickLogoutTests {
+    @Test("stored messages come before the reply to a request sent right after login, and a logout waits for their acks")
+    func quickLogout() async throws {
+        try await withServer { server in
+            _ = try await server.loggedIn("bob").close()
+            let alice = try await server.loggedIn("alice")
+            for i in 1...3 { try await alice.request(.message(to: "bob", text: "s\(i)")) }
+            let bob = try await server.client()
+            try await bob.send(.login(username: "bob", password: "password-bob"), id: 1)
+            try await bob.send(.whoelse, id: 2)
+            let whoelseReply = await bob.next { if case .reply(let r) = $0 { r.id == 2 } else { false } }
+            #expect(whoelseReply != nil)
+            let before = bob.received.prefix { if case .reply(let r) = $0 { r.id != 2 } else { true } }
+            let stored = before.compactMap { if case .message(_, _, let d?, _) = $0 { d } else { nil } }
+            #expect(stored.count == 3, "all stored messages precede the next reply")
+            try await bob.send(.logout, id: 3)
+            for d in stored { try await bob.send(.ack(delivery: d)) }
+            #expect(await bob.waitForClose())
+            try await Task.sleep(for: .milliseconds(100))
+            let again = try await server.loggedIn("bob")
+            #expect(await again.nextMessage(timeout: 0.5) == nil, "acks sent after logout still counted")
+        }
+    }
+
+    @Test("unblocking an unknown user says the user is unknown")
+    func unblockUnknown() async throws {
+        try await withServer { server in
+            let alice = try await server.loggedIn("alice")
+            #expect(try await alice.request(.unblock(user: "ghost")).code == .unknownUser)
+        }
+    }
+}
