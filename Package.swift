@@ -14,12 +14,14 @@ let package = Package(
     products: [
         .executable(name: "parley-server", targets: ["parley-server"]),
         .executable(name: "parley", targets: ["parley"]),
+        .executable(name: "parley-bench", targets: ["parley-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // OpenSSL 3 from the system (Debian's libssl-dev): headers only, no code.
@@ -50,6 +52,12 @@ let package = Package(
         .executableTarget(name: "parley", dependencies: [
             "ParleyClient", "ParleyTLS", "ParleyProtocol", "CLibEdit", logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ] + nio),
+        // Load generator and measurements for docs/PERFORMANCE.md (not part of the test suite).
+        .executableTarget(name: "parley-bench", dependencies: [
+            "ParleyClient", "ParleyTLS", "ParleyProtocol", "ParleyCrypto", logging,
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
         ] + nio),
         .testTarget(name: "ParleyCryptoTests", dependencies: ["ParleyCrypto"]),
         .testTarget(name: "ParleyTLSTests", dependencies: [
