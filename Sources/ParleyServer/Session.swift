@@ -13,6 +13,8 @@ final class Session: @unchecked Sendable {
     private(set) var isOpen = true
     private var dirty = false
     private var backlogBytes = 0
+    /// Mirrors the channel's writability (updated by the handler) without a pipeline lookup per send.
+    private var writable = true
     /// Called (on the loop) when the client stopped reading and its backlog passed the limit.
     var onSlowConsumer: (() -> Void)?
 
@@ -31,7 +33,7 @@ final class Session: @unchecked Sendable {
     func send(_ frame: ByteBuffer) -> Bool {
         eventLoop.preconditionInEventLoop()
         guard isOpen else { return false }
-        if !context.channel.isWritable {
+        if !writable {
             backlogBytes += frame.readableBytes
             if backlogBytes > maxBacklog {
                 onSlowConsumer?()
@@ -54,6 +56,7 @@ final class Session: @unchecked Sendable {
     }
 
     func writabilityChanged(writable: Bool) {
+        self.writable = writable
         if writable { backlogBytes = 0 }
     }
 
@@ -74,6 +77,8 @@ final class LoopShard: @unchecked Sendable {
     // @unchecked: all state is confined to `eventLoop` (asserted in every entry point).
     let eventLoop: EventLoop
     private var sessions: [String: Session] = [:]
+    /// The same sessions as an array: fan-out iterates this (cheaper than a dictionary walk).
+    private var members: [Session] = []
     private var dirty: [Session] = []
     private var flushScheduled = false
 
@@ -83,12 +88,18 @@ final class LoopShard: @unchecked Sendable {
 
     func add(_ session: Session) {
         eventLoop.preconditionInEventLoop()
-        sessions[session.name] = session
+        if let old = sessions.updateValue(session, forKey: session.name) {
+            members.removeAll { $0 === old }
+        }
+        members.append(session)
     }
 
     func remove(_ session: Session) {
         eventLoop.preconditionInEventLoop()
-        if sessions[session.name] === session { sessions[session.name] = nil }
+        if sessions[session.name] === session {
+            sessions[session.name] = nil
+            if let index = members.firstIndex(where: { $0 === session }) { members.swapAt(index, members.count - 1); members.removeLast() }
+        }
     }
 
     func session(named name: String) -> Session? {
@@ -99,10 +110,11 @@ final class LoopShard: @unchecked Sendable {
     /// Writes one already-encoded frame to every local session except `sender` and `skip`.
     func fanOut(_ frame: ByteBuffer, except sender: String, skipping skip: Set<String>) {
         eventLoop.preconditionInEventLoop()
+        let except = sessions[sender]
         if skip.isEmpty {
-            for (name, session) in sessions where name != sender { session.send(frame) }
+            for session in members where session !== except { session.send(frame) }
         } else {
-            for (name, session) in sessions where name != sender && !skip.contains(name) { session.send(frame) }
+            for session in members where session !== except && !skip.contains(session.name) { session.send(frame) }
         }
     }
 

@@ -128,9 +128,10 @@ final class TLSConnection {
         var gotData = false
         while true {
             ERR_clear_error()
-            buffer.reserveCapacity(minimumWritableBytes: 16_384)
+            // Grow only when the previous read filled the buffer.
+            let room = max(buffer.writableBytes, 256)
             var rc: Int32 = 0
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16_384) { out in
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: room) { out in
                 rc = SSL_read(ssl, out.baseAddress, Int32(min(out.count, Int(Int32.max))))
                 return Int(max(rc, 0))
             }

@@ -48,7 +48,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var handshakeTimer: Scheduled<Void>?
     private var closeTimer: Scheduled<Void>?
     private var closePromise: EventLoopPromise<Void>?
-    private var plaintextScratch: ByteBuffer?
+    private var receivedBytes = 0
 
     /// Plaintext accumulated between flushes is encrypted early past this size so records stay full
     /// but memory stays bounded.
@@ -115,6 +115,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
         }
+        receivedBytes = buffer.readableBytes
         connection.receive(&buffer)
         if machine.state == .handshaking {
             driveHandshake(context: context)
@@ -160,14 +161,12 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func readPlaintext(context: ChannelHandlerContext) {
         guard let connection else { return }
-        var plaintext = plaintextScratch ?? context.channel.allocator.buffer(capacity: 16_384)
-        plaintextScratch = nil
+        // Plaintext is never longer than the ciphertext that carried it, so size the buffer by what
+        // arrived: small reads get small buffers, and nothing is kept between reads (idle memory).
+        var plaintext = context.channel.allocator.buffer(capacity: min(max(receivedBytes, 256), 16_384))
         let result = connection.read(into: &plaintext)
         if plaintext.readableBytes > 0 {
             context.fireChannelRead(wrapInboundOut(plaintext))
-        } else {
-            plaintext.clear()
-            plaintextScratch = plaintext
         }
         switch result {
         case .data, .wantMore:
