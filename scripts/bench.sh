@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark in ONE run: Parley, refsrv --coalesce (the machine's reference limit) and
+# ngircd (an established IRC server), driven by the same neutral C load generator
+# (../shared/tools/loadgen) with the same N, S, R and D. Prints a markdown summary with ratios.
+#
+#   scripts/bench.sh                       # defaults below; results in $OUT
+#   N=1000 S=10 R=200 D=10 THREADS=1 IDLE_N=10000 scripts/bench.sh
+#
+# THREADS is Parley's event-loop count: on a 2-core machine shared with the generator, 1 loop is
+# the like-for-like comparison with the single-threaded refsrv and ngircd; THREADS=2 is also run
+# when BOTH_THREADS=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LG_SRC=${LG_SRC:-$ROOT/../shared/tools/loadgen}
+OUT=${OUT:-/tmp/parley-bench-$(date +%Y%m%d-%H%M%S)}
+N=${N:-1000} S=${S:-10} R=${R:-200} D=${D:-10} WARM=${WARM:-2}
+THREADS=${THREADS:-1} IDLE_N=${IDLE_N:-10000} HS_D=${HS_D:-10}
+PARLEY_PORT=7443 REF_PORT=7444 IRC_PORT=6698
+mkdir -p "$OUT/bin"
+[ -f "$LG_SRC/loadgen.c" ] || { echo "bench: $LG_SRC/loadgen.c not found (set LG_SRC)"; exit 66; }
+
+scripts/install-deps.sh
+if ! command -v /usr/sbin/ngircd >/dev/null; then
+  echo "bench: installing ngircd (Debian) for the side-by-side"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ngircd >/dev/null
+fi
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+echo "== building (release) into $OUT"
+cc -O2 -o "$OUT/bin/loadgen" "$LG_SRC/loadgen.c" -lssl -lcrypto
+cc -O2 -o "$OUT/bin/refsrv" "$LG_SRC/refsrv.c" -lssl -lcrypto
+swift build -c release --product parley-server >/dev/null
+BIN=$(swift build -c release --show-bin-path)
+scripts/gen-certs.sh "$OUT/certs" >/dev/null
+LG="$OUT/bin/loadgen"
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f /tmp/ngircd-run/ngircd.pid ] && kill "$(cat /tmp/ngircd-run/ngircd.pid)" 2>/dev/null || true; }
+trap cleanup EXIT
+
+start_parley() { # $1 = threads
+  rm -f "$OUT"/parley.sqlite*
+  "$BIN/parley-server" --port $PARLEY_PORT --db "$OUT/parley.sqlite" --cert "$OUT/certs/server.pem" \
+    --key "$OUT/certs/server.key" --insecure-hash-cost 10 --threads "$1" --log-level error >"$OUT/parley-$1.log" 2>&1 &
+  PARLEY_PID=$!; pids+=("$PARLEY_PID"); sleep 1
+}
+stop_parley() { kill "$PARLEY_PID" 2>/dev/null || true; wait "$PARLEY_PID" 2>/dev/null || true; }
+
+PARLEY_ARGS=(--proto jsonl --port $PARLEY_PORT --cafile "$OUT/certs/ca.pem" --sni localhost --tls13
+  --login '{"type":"login","username":"u{i}","password":"password{i}"}' --login-ok-substring '"ok"'
+  --login-fail-substring '"error"' --send '{"type":"broadcast","text":"{payload}"}')
+REF_ARGS=(--proto jsonl --port $REF_PORT --cafile "$OUT/certs/ca.pem" --sni localhost --tls13)
+IRC_ARGS=(--proto irc --port $IRC_PORT --connect-concurrency 8 --irc-sender-line 'OPER bench benchpw'
+  --irc-sender-line 'MODE {nick} +F')
+
+run() { # tag pid outfile args...
+  local tag=$1 pid=$2 file=$3; shift 3
+  echo "== $tag: loadgen $*" | tee "$OUT/$file.txt"
+  timeout 600 "$LG" "$@" --server-pid "$pid" --json >>"$OUT/$file.txt" 2>&1 || true
+  grep -E '^(delivered|latency_us|server|loadgen: |errors|connect)' "$OUT/$file.txt" | sed 's/^/   /'
+  grep '^RESULT ' "$OUT/$file.txt" | sed "s/^RESULT {/{\"tag\":\"$tag\",\"case\":\"$file\",/" >>"$OUT/results.jsonl"
+}
+
+FAN=(-n "$N" -s "$S" -r "$R" -d "$D" --warmup "$WARM")
+OPEN=(-n "$N" -s "$S" -r 0 --max-inflight 10 -d "$D" --warmup "$WARM")
+IDLE=(-n "$IDLE_N" -s 1 -r 1 -d 3 --warmup 0 --settle 3 --login-timeout 180)
+
+"$OUT/bin/refsrv" --port $REF_PORT --cert "$OUT/certs/server.pem" --key "$OUT/certs/server.key" --coalesce \
+  --max-seconds 3600 >"$OUT/refsrv.log" 2>&1 &
+REF_PID=$!; pids+=("$REF_PID")
+bash "$LG_SRC/peers/run-ngircd.sh" >/dev/null
+IRC_PID=$(cat /tmp/ngircd-run/ngircd.pid)
+sleep 1
+
+for threads in $THREADS ${BOTH_THREADS:+2}; do
+  start_parley "$threads"
+  run "parley-t$threads" "$PARLEY_PID" "fanout-parley-t$threads" "${PARLEY_ARGS[@]}" "${FAN[@]}"
+  run "parley-t$threads" "$PARLEY_PID" "open-parley-t$threads" "${PARLEY_ARGS[@]}" "${OPEN[@]}"
+  run "parley-t$threads" "$PARLEY_PID" "hs-parley-t$threads" --proto hs --port $PARLEY_PORT -n 16 -d "$HS_D"
+  stop_parley
+done
+run refsrv "$REF_PID" fanout-refsrv "${REF_ARGS[@]}" "${FAN[@]}"
+run refsrv "$REF_PID" open-refsrv "${REF_ARGS[@]}" "${OPEN[@]}"
+run refsrv "$REF_PID" hs-refsrv --proto hs --port $REF_PORT -n 16 -d "$HS_D"
+run ngircd "$IRC_PID" fanout-ngircd "${IRC_ARGS[@]}" "${FAN[@]}"
+# ngircd's idle memory from its fan-out run's settle phase; Parley's from a run with IDLE_N clients.
+start_parley "$THREADS"
+run "parley-t$THREADS" "$PARLEY_PID" "idle-parley" "${PARLEY_ARGS[@]}" "${IDLE[@]}"
+stop_parley
+run ngircd "$IRC_PID" idle-ngircd "${IRC_ARGS[@]}" "${IDLE[@]}"
+
+python3 - "$OUT/results.jsonl" <<'PY' | tee "$OUT/summary.md"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+by = {r["case"]: r for r in rows}
+for r in rows:
+    if r.get("proto") == "hs" and r.get("handshakes"):
+        r["server_cpu_us_per_handshake"] = 1e6 * r["server_cpu_s"] / r["handshakes"]
+    if r.get("logged_in") and r.get("rss_after_settle_kib", -1) >= 0:
+        r["kib_per_conn"] = round((r["rss_after_settle_kib"] - r["rss_before_kib"]) / r["logged_in"], 1)
+def g(case, key):
+    r = by.get(case); return None if r is None else r.get(key)
+def ratio(a, b):
+    return "n/a" if a in (None, 0) or b in (None, 0) else "%.2f" % (a / b)
+for r in rows:
+    if r.get("proto") == "hs":
+        print("- handshakes: %s %.0f/s, server %.0f us CPU each" % (r["tag"], r["handshakes_per_s"], r["server_cpu_us_per_handshake"]))
+    elif r["case"].startswith("idle"):
+        print("- idle: %s %d clients logged in, %.1f KiB per connection" % (r["tag"], r["logged_in"], r.get("kib_per_conn", -1)))
+print()
+print("| case | server | deliveries/s | p50 ms | p99 ms | lost | dup | server us/delivery | loadgen CPU % |")
+print("|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    if r.get("proto") == "hs" or r["case"].startswith("idle"): continue
+    print("| %s | %s | %.0f | %.2f | %.2f | %d | %d | %.2f | %.0f |" % (r["case"], r["tag"], r["deliveries_per_s"],
+          r["p50_us"]/1e3, r["p99_us"]/1e3, r["lost"], r.get("dup", 0), r["server_cpu_us_per_delivery"],
+          100*r["loadgen_cpu_s"]/(r["duration"] or 1)))
+print()
+for t in sorted({r["tag"] for r in rows if r["tag"].startswith("parley")}):
+    f, o, h = "fanout-" + t, "open-" + t, "hs-" + t
+    print(f"**{t}** vs refsrv --coalesce / ngircd, same run:")
+    print(f"- fan-out CPU-us per delivery: {ratio(g(f,'server_cpu_us_per_delivery'), g('fanout-refsrv','server_cpu_us_per_delivery'))}x refsrv (target <= 1.2), "
+          f"{ratio(g(f,'server_cpu_us_per_delivery'), g('fanout-ngircd','server_cpu_us_per_delivery'))}x ngircd (target <= 0.5)")
+    print(f"- fan-out p99: {ratio(g(f,'p99_us'), g('fanout-refsrv','p99_us'))}x refsrv (target <= 1.2); lost {g(f,'lost')}, dup {g(f,'dup')}")
+    print(f"- open-loop deliveries/s: {ratio(g(o,'deliveries_per_s'), g('open-refsrv','deliveries_per_s'))}x refsrv (target >= 0.7)")
+    print(f"- handshake CPU-us: {ratio(g(h,'server_cpu_us_per_handshake'), g('hs-refsrv','server_cpu_us_per_handshake'))}x refsrv (target <= 1.2)")
+print(f"- idle KiB per connection: parley {g('idle-parley','kib_per_conn')} vs ngircd {g('idle-ngircd','kib_per_conn')} "
+      f"= {ratio(g('idle-parley','kib_per_conn'), g('idle-ngircd','kib_per_conn'))}x (target <= 1.0)")
+PY
+echo "raw outputs: $OUT"
