@@ -22,7 +22,6 @@ long parley_SSL_MODE_ENABLE_PARTIAL_WRITE(void) { return SSL_MODE_ENABLE_PARTIAL
 long parley_SSL_SESS_CACHE_OFF(void) { return SSL_SESS_CACHE_OFF; }
 
 long parley_BIO_get_mem_data(BIO *bio, char **data) { return BIO_get_mem_data(bio, data); }
-int parley_BIO_set_mem_eof_return(BIO *bio, int value) { return (int)BIO_set_mem_eof_return(bio, value); }
 
 void parley_OPENSSL_free(void *ptr) { OPENSSL_free(ptr); }
 

@@ -68,6 +68,8 @@ public final class ChatServer: Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 * 1024, high: 256 * 1024))
+                // Chat frames are small: start receive buffers small (they grow on demand).
+                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536))
                 .childChannelInitializer { child in
                     child.eventLoop.makeCompletedFuture {
                         let sync = child.pipeline.syncOperations

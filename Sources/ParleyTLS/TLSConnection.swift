@@ -34,26 +34,26 @@ final class TLSConnection {
     enum ReadResult { case data, wantMore, closeNotify, failed(TLSError) }
 
     private let ssl: OpaquePointer
-    private let networkIn: OpaquePointer
-    private let networkOut: OpaquePointer
+    private let io: ByteBufferBIO
     private let pin: PinnedPeer?
     let context: TLSContext
 
-    init(context: TLSContext, serverHostname: String?, pinnedFingerprint: [UInt8]?) throws(TLSError) {
+    init(
+        context: TLSContext, serverHostname: String?, pinnedFingerprint: [UInt8]?,
+        allocator: ByteBufferAllocator = ByteBufferAllocator()
+    ) throws(TLSError) {
         ERR_clear_error()
         guard let ssl = SSL_new(context.raw) else {
             throw .configuration(OpenSSLErrorQueue.describe("SSL_new"))
         }
-        guard let rbio = BIO_new(BIO_s_mem()), let wbio = BIO_new(BIO_s_mem()) else {
+        let io = ByteBufferBIO(allocator: allocator)
+        guard let rbio = io.makeBIO(), let wbio = io.makeBIO() else {
             SSL_free(ssl)
             throw .configuration("BIO_new failed")
         }
-        // An empty input BIO means "want more data", not EOF.
-        _ = parley_BIO_set_mem_eof_return(rbio, -1)
         SSL_set_bio(ssl, rbio, wbio)
         self.ssl = ssl
-        self.networkIn = rbio
-        self.networkOut = wbio
+        self.io = io
         self.context = context
         if let pinnedFingerprint {
             let pin = PinnedPeer(fingerprint: pinnedFingerprint)
@@ -88,15 +88,9 @@ final class TLSConnection {
         }
     }
 
-    /// Hands ciphertext from the network to OpenSSL.
+    /// Hands ciphertext from the network to OpenSSL (no copy: OpenSSL reads from this buffer).
     func receive(_ buffer: inout ByteBuffer) {
-        while buffer.readableBytes > 0 {
-            let written = buffer.withUnsafeReadableBytes { bytes in
-                BIO_write(networkIn, bytes.baseAddress, Int32(min(bytes.count, Int(Int32.max))))
-            }
-            if written <= 0 { break }
-            buffer.moveReaderIndex(forwardBy: Int(written))
-        }
+        io.receive(&buffer)
     }
 
     func handshake() -> HandshakeResult {
@@ -182,13 +176,7 @@ final class TLSConnection {
 
     /// Takes the ciphertext OpenSSL produced, if any.
     func takeOutbound(allocator: ByteBufferAllocator) -> ByteBuffer? {
-        let pending = Int(BIO_ctrl_pending(networkOut))
-        guard pending > 0 else { return nil }
-        var out = allocator.buffer(capacity: pending)
-        _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { bytes in
-            Int(max(0, BIO_read(networkOut, bytes.baseAddress, Int32(pending))))
-        }
-        return out
+        io.takeOutbound()
     }
 
     /// The negotiated suite, for logs and tests.

@@ -90,7 +90,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard machine.startHandshake() else { return }
         do {
             connection = try TLSConnection(
-                context: tlsContext, serverHostname: serverHostname, pinnedFingerprint: pinnedFingerprint)
+                context: tlsContext, serverHostname: serverHostname, pinnedFingerprint: pinnedFingerprint,
+                allocator: context.channel.allocator)
         } catch {
             fail(context: context, error: error)
             return

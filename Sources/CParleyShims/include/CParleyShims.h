@@ -36,7 +36,6 @@ long parley_SSL_SESS_CACHE_OFF(void);
 
 // BIO macros
 long parley_BIO_get_mem_data(BIO *bio, char **data);
-int parley_BIO_set_mem_eof_return(BIO *bio, int value);
 
 // Memory
 void parley_OPENSSL_free(void *ptr);
