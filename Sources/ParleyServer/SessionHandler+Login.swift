@@ -102,6 +102,8 @@ extension SessionHandler {
 
     private func disconnectSlowConsumer() {
         logger.notice("disconnecting a client that stopped reading", metadata: peerMetadata)
+        // Queued behind the backlog: a client that wakes up in time learns why it was dropped.
+        send(.loggedOut(reason: .slowConsumer), flush: true)
         endSession(reason: "slow consumer")
         context.close(promise: nil)
     }
