@@ -1,5 +1,3 @@
-import NIOCore
-
 /// A frame on a direct peer-to-peer private connection (never sent to or through the server).
 /// Same framing as the server protocol: one JSON object per line. See docs/PROTOCOL.md.
 public enum PrivateFrame: Sendable, Hashable {
@@ -30,29 +28,15 @@ public enum PrivateFrame: Sendable, Hashable {
         out.endFrame()
     }
 
-    /// Decodes one frame line (without its newline).
-    public static func decode(from buffer: ByteBuffer) throws(ProtocolError) -> PrivateFrame {
-        let r: Result<PrivateFrame, ProtocolError> = buffer.withUnsafeReadableBytes { raw in
-            do throws(ProtocolError) {
-                let (f, type) = try parseFrameObject(raw)
-                switch type {
-                case "open": return .success(.open(session: try f.string("session")))
-                case "welcome": return .success(.welcome)
-                case "text": return .success(.text(try f.string("text")))
-                case "bye": return .success(.bye(reason: try f.string("reason")))
-                default: throw ProtocolError(.unknownType, "unknown private frame type '\(type)'")
-                }
-            } catch {
-                return .failure(error)
-            }
+    /// Decodes one frame (without its newline).
+    public static func decode(bytes: UnsafeRawBufferPointer) throws(ProtocolError) -> PrivateFrame {
+        let (f, type) = try parseFrameObject(bytes)
+        switch type {
+        case "open": return .open(session: try f.string("session"))
+        case "welcome": return .welcome
+        case "text": return .text(try f.string("text"))
+        case "bye": return .bye(reason: try f.string("reason"))
+        default: throw ProtocolError(.unknownType, "unknown private frame type '\(type)'")
         }
-        return try r.get()
-    }
-
-    /// This frame encoded into a fresh buffer.
-    public func buffer(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: 64)
-        encode(to: &buffer)
-        return buffer
     }
 }
