@@ -30,6 +30,14 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         else { fatalError("ServerMessage round trip changed \(message)") }
     }
 
+    if let frame = try? PrivateFrame.decode(bytes: bytes) {
+        var out: [UInt8] = []
+        frame.encode(to: &out)
+        guard out.last == UInt8(ascii: "\n"), let again = try? out.dropLast().withUnsafeBytes({ try PrivateFrame.decode(bytes: $0) }),
+              again == frame
+        else { fatalError("PrivateFrame round trip changed \(frame)") }
+    }
+
     // The command parser sees Strings, so only valid UTF-8 reaches it in the real client.
     let line = String(decoding: bytes, as: UTF8.self)
     switch UserCommand.parse(line) {

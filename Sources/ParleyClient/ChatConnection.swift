@@ -131,6 +131,9 @@ public final class ChatConnection: Sendable {
         }
     }
 
+    /// The local IP address of this connection (where a private-session listener binds).
+    public var localHost: String? { channel.localAddress?.ipAddress }
+
     /// Closes the connection (sending TLS close_notify). Safe to call more than once.
     public func close() async {
         let handler = self.handler

@@ -28,6 +28,8 @@ public final class ClientSession: Sendable {
     private let replyTimeout: Duration
     private let state = SessionState()
     private let onlineUsersChanged: @Sendable (Set<String>) -> Void
+    /// Private sessions (direct peer-to-peer connections); see `PrivateChat`.
+    public let privateChat: PrivateChat
 
     /// - Parameters:
     ///   - username: use this name instead of asking for one.
@@ -45,6 +47,7 @@ public final class ClientSession: Sendable {
         self.presetUsername = username
         self.replyTimeout = replyTimeout
         self.onlineUsersChanged = onlineUsersChanged
+        self.privateChat = PrivateChat(connection: connection, output: output, format: format)
     }
 
     /// Runs the whole session and returns the process exit status it ended with.
@@ -102,6 +105,7 @@ public final class ClientSession: Sendable {
                 return showFailure(error)
             }
             show(.login(result))
+            if case .loggedIn(let registered, _) = result { await privateChat.loggedIn(as: registered) }
             guard case .refused(let code, _) = result else { return nil }
             switch code {
             case .wrongPassword, .invalidPasswordFormat: continue  // same username, ask the password again
@@ -122,6 +126,13 @@ public final class ClientSession: Sendable {
         var ending: LogoutReason?
         for await event in connection.events {
             if let names = state.updateUsers({ $0.apply(event) }) { onlineUsersChanged(names) }
+            if await privateChat.handle(event) {
+                state.markEventProcessed()
+                continue
+            }
+            if case .loggedOut(let reason) = event, reason != .logout {
+                await privateChat.closeAll(reason: reason == .timeout ? "timed out" : "lost the connection to the server")
+            }
             show(.event(event))
             if case .message(_, _, let delivery?, _) = event {
                 // Only now is it shown; the ack lets the server forget it (exactly-once delivery).
@@ -169,6 +180,7 @@ public final class ClientSession: Sendable {
         while true {
             guard let line = await input.readLine(prompt: "> ") else {
                 // End of input: log out cleanly, but never hang on a server that does not answer.
+                await privateChat.closeAll(reason: "logged out")
                 await settleBeforeLogout()
                 state.requestLogout()
                 if let reply = try? await connection.send(.logout, timeout: replyTimeout) {
@@ -178,13 +190,17 @@ public final class ClientSession: Sendable {
                 await connection.close()
                 return .ok
             }
+            await catchUpWithEvents()
+            if await privateChat.answer(line) { continue }  // the y/n to a private request
             switch CommandMapper.action(for: line) {
             case .nothing: continue
             case .local(let local): show(.local(local))
+            case .privateCommand(let command): await privateChat.run(command)
             case .send(let request, let command):
                 // Show (and ack) what arrived before this command first, so output follows the wire.
                 await catchUpWithEvents()
                 if command == .logout {
+                    await privateChat.closeAll(reason: "logged out")
                     await settleBeforeLogout()
                     state.requestLogout()
                 }

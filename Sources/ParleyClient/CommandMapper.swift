@@ -12,6 +12,8 @@ public enum LocalOutput: Sendable, Hashable {
     case unsupported(String)
     /// A problem on this side (lost connection, no reply in time); carries a short code and text.
     case clientError(code: String, message: String)
+    /// Private-session output (see `PrivateNotice`).
+    case privateChat(PrivateNotice)
 }
 
 /// What the client does with one typed line.
@@ -22,6 +24,8 @@ public enum InputAction: Sendable, Hashable {
     case local(LocalOutput)
     /// Send `request` to the server; `command` is kept so its reply can be worded.
     case send(Request, command: UserCommand)
+    /// A private-session command, run by `PrivateChat` (direct connection, not the server).
+    case privateCommand(UserCommand)
 }
 
 /// Turns typed lines into actions.
@@ -47,8 +51,7 @@ public enum CommandMapper {
         case .unblock(let user): .send(.unblock(user: user), command: command)
         case .logout: .send(.logout, command: command)
         case .help: .local(.help)
-        case .startPrivate, .privateMessage, .stopPrivate, .verify:
-            .local(.unsupported("Error. Private sessions are not supported by this client yet"))
+        case .startPrivate, .privateMessage, .stopPrivate, .verify: .privateCommand(command)
         }
     }
 }

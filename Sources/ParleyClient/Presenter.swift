@@ -52,7 +52,7 @@ public enum Presenter {
             // A reply we did not ask for (no id, e.g. a bad frame): only errors are worth showing.
             if case .error(let code, let message) = reply.outcome { [message.isEmpty ? code.defaultMessage : message] } else { [] }
         case .privateRequest(let from):
-            ["\(from) asked for a private session (not supported by this client yet)"]
+            PrivateNotice.request(from: from).human
         case .privateAccepted, .privateDeclined, .privateStarted, .privateStopped: []
         }
     }
@@ -96,6 +96,7 @@ public enum Presenter {
         case .help: UserCommand.helpText.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         case .usage(let text), .invalidCommand(let text), .unsupported(let text): [text]
         case .clientError(_, let message): [message]
+        case .privateChat(let notice): notice.human
         }
     }
 

@@ -13,6 +13,8 @@ struct ChatService: Sendable {
     let hub: Hub
     let configuration: ServerConfiguration
     let logger: Logger
+    /// Pending private requests and set-up pairs (see `PrivateSessions`).
+    let privateSessions = PrivateSessions()
 
     /// What a successful password check hands to the connection.
     struct Authenticated: Sendable {

@@ -42,6 +42,11 @@ public struct ServerConfiguration: Sendable {
     public var loginTimeout: TimeAmount = .seconds(60)
     /// Offline messages sent per batch at login.
     public var offlineBatchSize: Int = 256
+    /// How long a private-session request waits for the other user's answer; then it counts as declined.
+    public var privateAnswerTimeout: TimeAmount = .seconds(30)
+    /// Test hook: sees every request the server decoded, in order (e.g. to assert that private text
+    /// never reaches the server). Nil in production; called on event loops, so it must be quick.
+    public var requestObserver: (@Sendable (Request) -> Void)? = nil
 
     public init() {}
 }

@@ -76,6 +76,7 @@ extension SessionHandler {
         session.close()
         let hub = service.hub
         guard let entry = hub.unregister(session) else { return }
+        endPrivateSessions(of: session, reason: reason)
         let presence = ServerMessage.presence(user: session.displayName, online: false).frame(allocator: context.channel.allocator)
         hub.fanOut(presence, except: session.name, skipping: entry.blocks)
         logger.info("session ended", metadata: ["user": "\(session.name)", "reason": "\(reason)"])

@@ -121,6 +121,7 @@ final class SessionHandler: ChannelDuplexHandler {
             do {
                 let (id, request) = try Request.decode(from: line)
                 badFramesInARow = 0
+                configuration.requestObserver?(request)
                 handle(request, id: id)
             } catch {
                 badFrame(error)
@@ -193,7 +194,12 @@ final class SessionHandler: ChannelDuplexHandler {
             guard Validation.isValidUsername(user) else { return reply(id, .unknownUser) }
             guard target != session.name else { return reply(id, active ? .cannotBlockSelf : .notBlocked) }
             runAsync({ [service] in await service.setBlock(blocker: session.name, blocked: target, active: active) }) { error in
-                if let error { self.reply(id, error) } else { self.send(.reply(.ok(id: id))) }
+                if let error {
+                    self.reply(id, error)
+                    return
+                }
+                if active { self.privateBlockChanged(blocked: target, session: session) }
+                self.send(.reply(.ok(id: id)))
             }
         case .logout:
             send(.reply(.ok(id: id)))
@@ -205,7 +211,7 @@ final class SessionHandler: ChannelDuplexHandler {
         case .active:
             if id != nil { send(.reply(.ok(id: id))) }
         case .startPrivate, .privateAnswer, .stopPrivate:
-            reply(id, .privateNotEnabled, "Error. Private sessions are not available on this server yet")
+            handlePrivate(request, id: id, session: session)
         }
     }
 

@@ -86,8 +86,8 @@ struct CommandMapperTests {
             return
         }
         #expect(hint.contains("'message'"))
-        guard case .local(.unsupported) = CommandMapper.action(for: "startprivate bob") else {
-            Issue.record("private sessions should be reported as unsupported")
+        guard case .privateCommand(.startPrivate(user: "bob")) = CommandMapper.action(for: "startprivate bob") else {
+            Issue.record("private-session commands should go to PrivateChat")
             return
         }
     }

@@ -1,0 +1,237 @@
+import Foundation
+import NIOConcurrencyHelpers
+import ParleyClient
+import ParleyProtocol
+import ParleyServer
+import ParleyTestSupport
+import Testing
+
+/// A running `parley` binary (scripted mode) whose input is written line by line while it runs
+/// and whose output is collected as it arrives.
+final class LiveParley: @unchecked Sendable {
+    // `process` and the pipes are set once; output lines are guarded by the box.
+    let process = Process()
+    private let stdin = Pipe()
+    private let stdout = Pipe()
+    private let output = NIOLockedValueBox<(lines: [String], partial: [UInt8])>(([], []))
+
+    init(_ server: TestServer, _ name: String, arguments: [String] = []) throws {
+        process.executableURL = ParleyRun.binary
+        process.arguments = ["--port", String(server.port), "--ca", server.certs.caPath] + arguments
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stdout
+        let output = self.output
+        stdout.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            output.withLockedValue { state in
+                for byte in data {
+                    if byte == UInt8(ascii: "\n") {
+                        state.lines.append(String(decoding: state.partial, as: UTF8.self))
+                        state.partial = []
+                    } else {
+                        state.partial.append(byte)
+                    }
+                }
+            }
+        }
+        try process.run()
+        type(name, "password-\(name)")
+    }
+
+    var lines: [String] { output.withLockedValue { $0.lines } }
+
+    func type(_ lines: String...) {
+        let text = lines.map { $0 + "\n" }.joined()
+        try? stdin.fileHandleForWriting.write(contentsOf: Data(text.utf8))
+    }
+
+    /// Waits up to `timeout` seconds for an output line satisfying `predicate`.
+    @discardableResult
+    func find(_ timeout: Double = 10, _ predicate: (String) -> Bool) async -> String? {
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        while ContinuousClock.now < deadline {
+            if let line = lines.first(where: predicate) { return line }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return lines.first(where: predicate)
+    }
+
+    func waitFor(line: String, timeout: Double = 10) async -> Bool {
+        await find(timeout) { $0 == line } != nil
+    }
+
+    /// The safety code shown for `user`, e.g. "123 456".
+    func safetyCode(with user: String) async -> String? {
+        let prefix = "Safety code with \(user): "
+        guard let line = await find(10, { $0.hasPrefix(prefix) }) else { return nil }
+        return String(line.dropFirst(prefix.count).prefix(7))
+    }
+
+    func kill() { Foundation.kill(process.processIdentifier, SIGKILL) }
+
+    /// Closes input (the client logs out) and waits for the exit.
+    func finish(timeout: Double = 10) async -> Int32 {
+        try? stdin.fileHandleForWriting.close()
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
+
+/// Every request the server decoded, to show that private text never reaches it.
+final class RequestLog: Sendable {
+    private let requests = NIOLockedValueBox<[Request]>([])
+    func record(_ request: Request) { requests.withLockedValue { $0.append(request) } }
+    var all: [Request] { requests.withLockedValue { $0 } }
+    func mentions(_ text: String) -> Bool { all.contains { "\($0)".contains(text) } }
+}
+
+/// alice asks bob, bob answers y: both sessions open.
+func openPrivate(_ alice: LiveParley, _ bob: LiveParley) async -> Bool {
+    guard await bob.waitFor(line: "Welcome to the greatest messaging application ever!"),
+        await alice.waitFor(line: "Welcome to the greatest messaging application ever!")
+    else { return false }
+    alice.type("startprivate bob")
+    guard await bob.waitFor(line: "alice would like to private message, enter y or n:") else { return false }
+    bob.type("y")
+    let a = await alice.waitFor(line: "Start private messaging with bob")
+    let b = await bob.waitFor(line: "Start private messaging with alice")
+    return a && b
+}
+
+@Suite("private sessions: real parley binaries and server on loopback", .serialized)
+struct PrivateEndToEndTests {
+    @Test func consentYesChatBothWaysStopAndTheServerNeverSeesTheText() async throws {
+        let log = RequestLog()
+        try await withTestServer({ $0.requestObserver = { log.record($0) } }) { server in
+            let alice = try LiveParley(server, "alice")
+            let bob = try LiveParley(server, "bob")
+            let carol = try LiveParley(server, "carol")
+            #expect(await openPrivate(alice, bob))
+            #expect(await alice.waitFor(line: "bob accepts private messaging"))
+            let codeA = await alice.safetyCode(with: "bob")
+            let codeB = await bob.safetyCode(with: "alice")
+            #expect(codeA != nil && codeA == codeB)
+            alice.type("private bob the eagle lands at noon")
+            #expect(await bob.waitFor(line: "alice(private): the eagle lands at noon"))
+            bob.type("private alice copy that, noon")
+            #expect(await alice.waitFor(line: "bob(private): copy that, noon"))
+            alice.type("verify bob")
+            #expect(await alice.find { $0.hasPrefix("bob's key fingerprint: ") } != nil)
+            // carol is not part of it: her attempt to talk privately to either is refused locally.
+            carol.type("private alice hello?")
+            #expect(await carol.waitFor(line: "Error. Private messaging to alice not enabled"))
+            bob.type("stopprivate alice")
+            #expect(await bob.waitFor(line: "Private messaging with alice stopped"))
+            #expect(await alice.waitFor(line: "Private messaging with bob ended: bob stopped private messaging"))
+            alice.type("private bob still there?")
+            #expect(await alice.waitFor(line: "Error. Private messaging to bob not enabled"))
+            for client in [alice, bob, carol] { #expect(await client.finish() == 0) }
+            // The server relayed keys and saw `active`, never the text.
+            #expect(!log.mentions("eagle") && !log.mentions("copy that") && !log.mentions("still there"))
+            #expect(log.all.contains(.active))
+            #expect(log.all.contains { if case .startPrivate = $0 { true } else { false } })
+            #expect(!alice.lines.contains { $0.contains("hello?") } && !bob.lines.contains { $0.contains("hello?") })
+        }
+    }
+
+    @Test func declineAndNoAnswer() async throws {
+        try await withTestServer({ $0.privateAnswerTimeout = .seconds(1) }) { server in
+            let alice = try LiveParley(server, "alice")
+            let bob = try LiveParley(server, "bob")
+            #expect(await bob.waitFor(line: "Welcome to the greatest messaging application ever!"))
+            #expect(await alice.waitFor(line: "Welcome to the greatest messaging application ever!"))
+            alice.type("startprivate bob")
+            #expect(await bob.waitFor(line: "alice would like to private message, enter y or n:"))
+            bob.type("n")
+            #expect(await alice.waitFor(line: "bob declines private messaging"))
+            alice.type("startprivate bob")
+            #expect(await bob.find { $0 == "alice would like to private message, enter y or n:" } != nil)
+            // bob says nothing: after the server's answer timeout it counts as a decline.
+            #expect(await alice.find(5) { $0 == "bob declines private messaging" } != nil)
+            #expect(await bob.waitFor(line: "Private messaging with alice ended: no answer in time", timeout: 5))
+            alice.type("private bob hi")
+            #expect(await alice.waitFor(line: "Error. Private messaging to bob not enabled"))
+            #expect(!alice.lines.contains("Start private messaging with bob"))
+            _ = await alice.finish()
+            _ = await bob.finish()
+        }
+    }
+
+    @Test func logoutAndAKilledPeerEndTheSessionAndTheOtherSideIsTold() async throws {
+        try await withTestServer { server in
+            let alice = try LiveParley(server, "alice")
+            var bob = try LiveParley(server, "bob")
+            #expect(await openPrivate(alice, bob))
+            bob.type("logout")
+            #expect(await alice.waitFor(line: "Private messaging with bob ended: bob logged out"))
+            _ = await bob.finish()
+            bob = try LiveParley(server, "bob")
+            #expect(await bob.waitFor(line: "Welcome to the greatest messaging application ever!"))
+            alice.type("startprivate bob")
+            #expect(await bob.waitFor(line: "alice would like to private message, enter y or n:"))
+            bob.type("y")
+            #expect(await bob.waitFor(line: "Start private messaging with alice"))
+            bob.kill()
+            let told = await alice.find {
+                $0 == "Private messaging with bob ended: connection to bob lost"
+                    || $0 == "Private messaging with bob ended: bob lost the connection to the server"
+            }
+            #expect(told != nil)
+            _ = await bob.finish()
+            #expect(await alice.finish() == 0)
+        }
+    }
+
+    @Test func timeoutEndsTheSessionAndBlockingClosesIt() async throws {
+        try await withTestServer({ $0.idleTimeout = .seconds(2) }) { server in
+            let alice = try LiveParley(server, "alice")
+            let bob = try LiveParley(server, "bob")
+            #expect(await openPrivate(alice, bob))
+            // alice chats privately (the client sends `active`); bob stays silent and times out.
+            for i in 0..<8 {
+                alice.type("private bob ping \(i)")
+                try await Task.sleep(for: .milliseconds(400))
+            }
+            #expect(await bob.waitFor(line: "You have been logged out due to inactivity."))
+            #expect(await alice.waitFor(line: "Private messaging with bob ended: bob timed out"))
+            #expect(!alice.lines.contains("You have been logged out due to inactivity."))
+            #expect(await bob.finish() == ExitStatus.timedOut.rawValue)
+            _ = await alice.finish()
+        }
+        try await withTestServer { server in
+            let alice = try LiveParley(server, "alice")
+            let bob = try LiveParley(server, "bob")
+            #expect(await openPrivate(alice, bob))
+            alice.type("block bob")
+            #expect(await alice.waitFor(line: "Private messaging with bob ended: blocked"))
+            #expect(await bob.waitFor(line: "Private messaging with alice ended: blocked"))
+            bob.type("private alice are you there?")
+            #expect(await bob.waitFor(line: "Error. Private messaging to alice not enabled"))
+            #expect(!alice.lines.contains { $0.contains("are you there") })
+            _ = await alice.finish()
+            _ = await bob.finish()
+        }
+    }
+
+    @Test func jsonModeAnswersWithALine() async throws {
+        try await withTestServer { server in
+            let alice = try LiveParley(server, "alice")
+            let bob = try LiveParley(server, "bob", arguments: ["--json"])
+            #expect(await alice.waitFor(line: "Welcome to the greatest messaging application ever!"))
+            #expect(await bob.find { $0.contains(#""command":"login""#) } != nil)
+            alice.type("startprivate bob")
+            #expect(await bob.waitFor(line: #"{"event":"privaterequest","from":"alice"}"#))
+            bob.type("y")
+            #expect(await bob.find { $0.hasPrefix(#"{"event":"privatestarted","safety_code":""#) } != nil)
+            #expect(await alice.waitFor(line: "Start private messaging with bob"))
+            alice.type("private bob json hi")
+            #expect(await bob.waitFor(line: #"{"event":"private","from":"alice","text":"json hi"}"#))
+            _ = await alice.finish()
+            _ = await bob.finish()
+        }
+    }
+}

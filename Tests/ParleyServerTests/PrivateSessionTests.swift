@@ -1,0 +1,125 @@
+import NIOCore
+import ParleyProtocol
+import ParleyServer
+import ParleyTestSupport
+import Testing
+
+private let fpA = String(repeating: "a1", count: 32)
+private let fpB = String(repeating: "b2", count: 32)
+
+extension TestChatClient {
+    func nextPrivate(timeout: Double = 5) async -> ServerMessage? {
+        await next(timeout: timeout) { message in
+            switch message {
+            case .privateRequest, .privateAccepted, .privateDeclined, .privateStarted, .privateStopped: true
+            default: false
+            }
+        }
+    }
+}
+
+@Suite("server: private-session introductions")
+struct PrivateSessionTests {
+    @Test func refusalsNeverRevealAnAddress() async throws {
+        try await withServer { server in
+            let alice = try await server.loggedIn("alice")
+            let bob = try await server.loggedIn("bob")
+            let carol = try await server.loggedIn("carol")
+            _ = try await server.loggedIn("dave").request(.logout)
+            #expect(try await alice.request(.startPrivate(user: "alice", fingerprint: fpA)).code == .cannotMessageSelf)
+            #expect(try await alice.request(.startPrivate(user: "nobody", fingerprint: fpA)).code == .unknownUser)
+            #expect(try await alice.request(.startPrivate(user: "dave", fingerprint: fpA)).code == .userOffline)
+            #expect(try await carol.request(.block(user: "alice")).isOK)
+            #expect(try await alice.request(.startPrivate(user: "carol", fingerprint: fpA)).code == .privateNotEnabled)
+            #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).isOK)
+            #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).code == .privateAlreadyActive)
+            #expect(try await bob.request(.startPrivate(user: "alice", fingerprint: fpB)).code == .privateAlreadyActive)
+            #expect(await bob.nextPrivate() == .privateRequest(from: "alice"))
+            #expect(try await carol.request(.privateAnswer(user: "alice", accept: true, port: 4000, fingerprint: fpB)).code == .privateNoRequest)
+            // No reply or event to alice so far carried a host.
+            #expect(!alice.received.contains { if case .privateAccepted = $0 { true } else { false } })
+        }
+    }
+
+    @Test func acceptRelaysAddressPortFingerprintsAndOneSessionId() async throws {
+        try await withServer { server in
+            let alice = try await server.loggedIn("alice")
+            let bob = try await server.loggedIn("bob")
+            #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).isOK)
+            #expect(await bob.nextPrivate() == .privateRequest(from: "alice"))
+            #expect(try await bob.request(.privateAnswer(user: "alice", accept: true, port: 40000, fingerprint: fpB)).isOK)
+            guard case .privateStarted(let user, let fingerprint, let session)? = await bob.nextPrivate() else {
+                Issue.record("bob got no privatestarted")
+                return
+            }
+            #expect(user == "alice" && fingerprint == fpA)
+            #expect(await alice.nextPrivate() == .privateAccepted(user: "bob", host: "127.0.0.1", port: 40000, fingerprint: fpB, session: session))
+            #expect(session.count == 32)
+            // Stopped from bob's side: alice is told, and a second stop is refused.
+            #expect(try await bob.request(.stopPrivate(user: "alice")).isOK)
+            #expect(await alice.nextPrivate() == .privateStopped(user: "bob", reason: "bob stopped private messaging"))
+            let again = try await bob.request(.stopPrivate(user: "alice"))
+            #expect(again.code == .privateNotEnabled && again.errorMessage == "Error. Private messaging to alice not enabled")
+        }
+    }
+
+    @Test func declineAndNoAnswerInTime() async throws {
+        try await withServer({ $0.privateAnswerTimeout = .milliseconds(500) }) { server in
+            let alice = try await server.loggedIn("alice")
+            let bob = try await server.loggedIn("bob")
+            #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).isOK)
+            #expect(await bob.nextPrivate() == .privateRequest(from: "alice"))
+            #expect(try await bob.request(.privateAnswer(user: "alice", accept: false, port: nil, fingerprint: nil)).isOK)
+            #expect(await alice.nextPrivate() == .privateDeclined(user: "bob"))
+            #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).isOK)
+            #expect(await bob.nextPrivate() == .privateRequest(from: "alice"))
+            #expect(await alice.nextPrivate(timeout: 3) == .privateDeclined(user: "bob"))
+            #expect(await bob.nextPrivate() == .privateStopped(user: "alice", reason: "no answer in time"))
+            #expect(try await bob.request(.privateAnswer(user: "alice", accept: true, port: 1, fingerprint: fpB)).code == .privateNoRequest)
+        }
+    }
+
+    @Test func logoutDisconnectAndBlockEndTheSessionAndTellWhy() async throws {
+        try await withServer { server in
+            func pair(_ a: TestChatClient, _ b: TestChatClient, _ bName: String, _ aName: String) async throws {
+                #expect(try await a.request(.startPrivate(user: bName, fingerprint: fpA)).isOK)
+                #expect(await b.nextPrivate() == .privateRequest(from: aName))
+                #expect(try await b.request(.privateAnswer(user: aName, accept: true, port: 5000, fingerprint: fpB)).isOK)
+                _ = await b.nextPrivate()
+                _ = await a.nextPrivate()
+            }
+            let alice = try await server.loggedIn("alice")
+            var bob = try await server.loggedIn("bob")
+            try await pair(alice, bob, "bob", "alice")
+            _ = try await bob.request(.logout)
+            #expect(await alice.nextPrivate() == .privateStopped(user: "bob", reason: "bob logged out"))
+            bob = try await server.loggedIn("bob")
+            try await pair(alice, bob, "bob", "alice")
+            await bob.abort()
+            #expect(await alice.nextPrivate() == .privateStopped(user: "bob", reason: "bob lost the connection to the server"))
+            bob = try await server.loggedIn("bob")
+            try await pair(alice, bob, "bob", "alice")
+            #expect(try await bob.request(.block(user: "alice")).isOK)
+            #expect(await alice.nextPrivate() == .privateStopped(user: "bob", reason: "blocked"))
+            #expect(await bob.nextPrivate() == .privateStopped(user: "alice", reason: "blocked"))
+            #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).code == .privateNotEnabled)
+        }
+    }
+
+    @Test func idleTimeoutEndsTheSession() async throws {
+        try await withServer({ $0.idleTimeout = .seconds(1) }) { server in
+            let alice = try await server.loggedIn("alice")
+            let bob = try await server.loggedIn("bob")
+            #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).isOK)
+            #expect(await bob.nextPrivate() == .privateRequest(from: "alice"))
+            #expect(try await bob.request(.privateAnswer(user: "alice", accept: true, port: 5000, fingerprint: fpB)).isOK)
+            // alice keeps busy with `active` (what a private chat sends); bob goes quiet and times out.
+            for _ in 0..<6 {
+                try await alice.send(.active)
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            #expect(await alice.next(timeout: 3) { $0 == .privateStopped(user: "bob", reason: "bob timed out") } != nil)
+            #expect(!alice.isClosed)
+        }
+    }
+}
