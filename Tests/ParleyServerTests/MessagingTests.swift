@@ -139,7 +139,7 @@ struct MessagingTests {
 
     @Test("inactivity logs a user out; commands (including 'active') reset the timer, incoming messages do not")
     func idleTimeout() async throws {
-        try await withServer({ $0.idleTimeout = .milliseconds(800) }) { server in
+        try await withServer({ $0.idleTimeout = .milliseconds(1500) }) { server in
             let alice = try await server.loggedIn("alice")
             let bob = try await server.loggedIn("bob")
             for _ in 0..<4 {
@@ -149,7 +149,7 @@ struct MessagingTests {
             }
             #expect(!alice.isClosed)
             // bob keeps sending, alice only receives: alice times out, bob does not.
-            for _ in 0..<4 {
+            for _ in 0..<7 {
                 try await Task.sleep(for: .milliseconds(300))
                 _ = try? await bob.request(.broadcast(text: "ping"))
             }
