@@ -321,9 +321,12 @@ final class Engine: @unchecked Sendable {
         self.stopNs = stopNs
         self.openLoop = rate <= 0
         sending = true
-        let tickNs = rate > 0 ? max(1_000_000, min(10_000_000, Int64(1e9 / rate))) : 5_000_000
-        ticker = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(tickNs)) { task in
-            self.tick()
+        if openLoop {
+            // Deliveries drive the pump (channelReadComplete); the ticker only starts it and
+            // watches the stop time.
+            ticker = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(5)) { _ in self.tick() }
+        } else {
+            scheduleNext()
         }
     }
 
@@ -331,6 +334,20 @@ final class Engine: @unchecked Sendable {
         sending = false
         ticker?.cancel()
         ticker = nil
+        nextSend?.cancel()
+        nextSend = nil
+    }
+
+    var nextSend: Scheduled<Void>?
+
+    /// Closed loop: a timer at the intended time of the next message (not a coarse tick, which
+    /// would add up to one tick of fake latency).
+    private func scheduleNext() {
+        guard sending else { return }
+        let intended = sendStartNs + UInt64(Double(sentTotal) * 1e9 / rate)
+        let now = nowNs()
+        let wait = intended > now ? Int64(intended - now) : 0
+        nextSend = loop.scheduleTask(in: .nanoseconds(wait)) { self.tick() }
     }
 
     private func tick() {
@@ -340,16 +357,18 @@ final class Engine: @unchecked Sendable {
             stopSending()
             return
         }
+        guard now >= sendStartNs else { return }
         if openLoop {
             pump()
             return
         }
-        let due = UInt64(Double(now - sendStartNs) * rate / 1e9) + 1
-        while sentTotal < due {
+        while true {
             // Timestamp = intended send time, so a stalled sender shows as latency (no coordinated omission).
             let intended = sendStartNs + UInt64(Double(sentTotal) * 1e9 / rate)
+            guard intended <= now, intended < stopNs else { break }
             sendNext(ts: intended)
         }
+        scheduleNext()
     }
 
     @inline(__always)
