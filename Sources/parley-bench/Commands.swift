@@ -443,8 +443,10 @@ struct Handshake: ParsableCommand {
             e.onLoop { e.handshakeLoop(slots: concurrency, port: port, startNs: start, endNs: end + 10_000_000_000) }
             sleepUntil(start)
             let c0 = pid.flatMap { ProcSample.read(pid: $0) }
+            let b0 = ProcSample.selfCPU()
             sleepUntil(end)
             let c1 = pid.flatMap { ProcSample.read(pid: $0) }
+            let benchCPU = ProcSample.selfCPU() - b0
             let (count, failures, hist) = e.onLoop {
                 e.hsRunning = false
                 return (e.handshakesCounted, e.handshakeFailures, UnsafeSendable(e.hsHist))
@@ -460,6 +462,7 @@ struct Handshake: ParsableCommand {
                 fields.append(("server_cpu_s", .double(cpu, decimals: 2)))
                 fields.append(("server_cpu_us_per_handshake", .double(count > 0 ? cpu * 1e6 / Double(count) : .nan, decimals: 0)))
             }
+            fields.append(("bench_cpu_s", .double(benchCPU, decimals: 2)))
             if let s0 { fields.append(("server_rss_kib_before", .int(Int64(s0.rssKiB)))) }
             if let c1 { fields.append(("server_rss_kib_after", .int(Int64(c1.rssKiB)))) }
             r.report.add(key, .object(fields))

@@ -210,7 +210,8 @@ final class Report: @unchecked Sendable {
         if json {
             Swift.print(Figure.object(fields).json)
         } else {
-            for (k, v) in fields { Swift.print("\(k): \(v.text)") }
+            // The command line was printed first already (so a crash still shows what ran).
+            for (k, v) in fields where k != "command" { Swift.print("\(k): \(v.text)") }
         }
         fflush(nil)
     }
