@@ -1,1 +1,2 @@
-print("parley-bench: in progress")
+// parley-bench entry point; the subcommands live in Commands.swift, the engine in Engine.swift.
+Bench.main()
