@@ -71,6 +71,11 @@ final class Hub: Sendable {
         }
     }
 
+    /// Whether any of `names` is online (one lock, no copy of the online set).
+    func isAnyOnline(_ names: Set<String>) -> Bool {
+        state.withLockedValue { online in names.contains { online[$0] != nil } }
+    }
+
     /// Canonical names of everyone online.
     func onlineCanonicalNames() -> Set<String> {
         state.withLockedValue { Set($0.keys) }

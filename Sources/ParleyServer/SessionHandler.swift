@@ -177,7 +177,7 @@ final class SessionHandler: ChannelDuplexHandler {
             let skip = service.hub.blockers(of: session.name)
             let frame = ServerMessage.broadcast(from: session.displayName, text: text).frame(allocator: context.channel.allocator)
             service.hub.fanOut(frame, except: session.name, skipping: skip)
-            let unreachable = !skip.isDisjoint(with: service.hub.onlineCanonicalNames())
+            let unreachable = !skip.isEmpty && service.hub.isAnyOnline(skip)
             send(.reply(.ok(id: id, .broadcast(unreachable: unreachable))))
         case .whoelse:
             send(.reply(.ok(id: id, .users(service.hub.onlineNames(visibleTo: session.name)))))
