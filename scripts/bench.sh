@@ -43,7 +43,8 @@ trap cleanup EXIT
 start_parley() { # $1 = threads
   rm -f "$OUT"/parley.sqlite*
   "$BIN/parley-server" --port $PARLEY_PORT --db "$OUT/parley.sqlite" --cert "$OUT/certs/server.pem" \
-    --key "$OUT/certs/server.key" --insecure-hash-cost 10 --threads "$1" --log-level error >"$OUT/parley-$1.log" 2>&1 &
+    --key "$OUT/certs/server.key" --insecure-hash-cost 10 --max-pending-logins 100000 --threads "$1" \
+    --flush-interval-ms "${FLUSH_MS:-5}" --log-level error >"$OUT/parley-$1.log" 2>&1 &
   PARLEY_PID=$!; pids+=("$PARLEY_PID"); sleep 1
 }
 stop_parley() { kill "$PARLEY_PID" 2>/dev/null || true; wait "$PARLEY_PID" 2>/dev/null || true; }
@@ -55,8 +56,19 @@ REF_ARGS=(--proto jsonl --port $REF_PORT --cafile "$OUT/certs/ca.pem" --sni loca
 IRC_ARGS=(--proto irc --port $IRC_PORT --connect-concurrency 8 --irc-sender-line 'OPER bench benchpw'
   --irc-sender-line 'MODE {nick} +F')
 
+busy_pct() { # whole machine, percent of one core, over 1 s
+  local i0 i1
+  i0=$(awk '/^cpu /{print $5+$6}' /proc/stat); sleep 1; i1=$(awk '/^cpu /{print $5+$6}' /proc/stat)
+  echo $(( $(nproc) * 100 - (i1 - i0) * 100 / $(getconf CLK_TCK) ))
+}
+wait_idle() { # servers digest the previous run's disconnects first; bounded at 180 s
+  for _ in $(seq 1 60); do [ "$(busy_pct)" -lt 20 ] && return 0; sleep 2; done
+  echo "   (machine still busy after 180 s; running anyway)"
+}
+
 run() { # tag pid outfile args...
   local tag=$1 pid=$2 file=$3; shift 3
+  wait_idle
   echo "== $tag: loadgen $*" | tee "$OUT/$file.txt"
   timeout 600 "$LG" "$@" --server-pid "$pid" --json >>"$OUT/$file.txt" 2>&1 || true
   grep -E '^(delivered|latency_us|server|loadgen: |errors|connect)' "$OUT/$file.txt" | sed 's/^/   /'

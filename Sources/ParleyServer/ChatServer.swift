@@ -55,7 +55,7 @@ public final class ChatServer: Sendable {
             throw error
         }
         let loops = Array(group.makeIterator())
-        let hub = Hub(eventLoops: loops)
+        let hub = Hub(eventLoops: loops, minFlushInterval: configuration.minFlushInterval)
         let passwords = PasswordService(
             parameters: configuration.hashParameters, threads: configuration.hashingThreads,
             maxPending: configuration.maxPendingHashes)

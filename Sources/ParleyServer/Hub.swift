@@ -20,8 +20,8 @@ final class Hub: Sendable {
     private let shards: [ObjectIdentifier: LoopShard]
     private let allShards: [LoopShard]
 
-    init(eventLoops: [EventLoop]) {
-        let shards = eventLoops.map(LoopShard.init(eventLoop:))
+    init(eventLoops: [EventLoop], minFlushInterval: TimeAmount = .zero) {
+        let shards = eventLoops.map { LoopShard(eventLoop: $0, minFlushInterval: minFlushInterval) }
         self.allShards = shards
         self.shards = Dictionary(uniqueKeysWithValues: shards.map { (ObjectIdentifier($0.eventLoop), $0) })
     }

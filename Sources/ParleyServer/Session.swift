@@ -15,6 +15,10 @@ final class Session: @unchecked Sendable {
     private var backlogBytes = 0
     /// Mirrors the channel's writability (updated by the handler) without a pipeline lookup per send.
     private var writable = true
+    /// Frames queued since the last flush (see `send`).
+    private var pending: ByteBuffer?
+    /// Gathered bytes are handed to the pipeline early past this size (memory stays bounded).
+    private static let maxPendingBytes = 64 * 1024
     /// Called (on the loop) when the client stopped reading and its backlog passed the limit.
     var onSlowConsumer: (() -> Void)?
 
@@ -36,11 +40,26 @@ final class Session: @unchecked Sendable {
         if !writable {
             backlogBytes += frame.readableBytes
             if backlogBytes > maxBacklog {
-                onSlowConsumer?()
+                // Once: the callback ends this session, and nothing more is queued to it.
+                let callback = onSlowConsumer
+                onSlowConsumer = nil
+                callback?()
                 return true
             }
         }
-        context.write(NIOAny(frame), promise: nil)
+        // Frames gather here and enter the pipeline once per flush: one pipeline trip, one
+        // SSL_write and one write(2) for everything this client gets in a pass. The first frame is
+        // kept by reference (fan-out shares one encoded buffer); later ones are appended.
+        if pending == nil {
+            pending = frame
+        } else {
+            var more = frame
+            pending!.writeBuffer(&more)
+            if pending!.readableBytes >= Self.maxPendingBytes {
+                context.write(NIOAny(pending!), promise: nil)
+                pending = nil
+            }
+        }
         if !dirty {
             dirty = true
             shard.markDirty(self)
@@ -48,11 +67,18 @@ final class Session: @unchecked Sendable {
         return true
     }
 
-    /// Sends now, bypassing coalescing (replies to the session's own commands go out with its flush).
+    /// Writes and flushes what this session has gathered (the shard calls it once per pass;
+    /// the connection's own handler calls it when a frame must leave at once).
     func flushIfDirty() {
         guard dirty else { return }
         dirty = false
-        if isOpen { context.flush() }
+        guard isOpen else { return }
+        if let frames = pending {
+            pending = nil
+            context.writeAndFlush(NIOAny(frames), promise: nil)
+        } else {
+            context.flush()
+        }
     }
 
     func writabilityChanged(writable: Bool) {
@@ -60,7 +86,9 @@ final class Session: @unchecked Sendable {
         if writable { backlogBytes = 0 }
     }
 
+    /// Ends the session for the fan-out; what it had gathered still goes out first.
     func close() {
+        flushIfDirty()
         isOpen = false
     }
 
@@ -81,9 +109,15 @@ final class LoopShard: @unchecked Sendable {
     private var members: [Session] = []
     private var dirty: [Session] = []
     private var flushScheduled = false
+    private var lastFlush = NIODeadline.uptimeNanoseconds(0)
+    private let minFlushInterval: TimeAmount
 
-    init(eventLoop: EventLoop) {
+    /// `minFlushInterval`: under load, flush passes are at least this far apart, so each client
+    /// gets several messages per TLS record and write(2); a quiet server flushes at the end of
+    /// the loop pass, adding no delay.
+    init(eventLoop: EventLoop, minFlushInterval: TimeAmount = .zero) {
         self.eventLoop = eventLoop
+        self.minFlushInterval = minFlushInterval
     }
 
     func add(_ session: Session) {
@@ -123,11 +157,19 @@ final class LoopShard: @unchecked Sendable {
         dirty.append(session)
         guard !flushScheduled else { return }
         flushScheduled = true
-        eventLoop.assumeIsolated().execute { [self] in
-            flushScheduled = false
-            let batch = dirty
-            dirty.removeAll(keepingCapacity: true)
-            for session in batch { session.flushIfDirty() }
+        let earliest = lastFlush + minFlushInterval
+        if minFlushInterval == .zero || earliest <= .now() {
+            eventLoop.assumeIsolated().execute { [self] in flushAll() }
+        } else {
+            eventLoop.assumeIsolated().scheduleTask(deadline: earliest) { [self] in flushAll() }
         }
+    }
+
+    private func flushAll() {
+        flushScheduled = false
+        lastFlush = .now()
+        let batch = dirty
+        dirty.removeAll(keepingCapacity: true)
+        for session in batch { session.flushIfDirty() }
     }
 }

@@ -103,9 +103,10 @@ extension SessionHandler {
 
     private func disconnectSlowConsumer() {
         logger.notice("disconnecting a client that stopped reading", metadata: peerMetadata)
-        // Queued behind the backlog: a client that wakes up in time learns why it was dropped.
-        send(.loggedOut(reason: .slowConsumer), flush: true)
         endSession(reason: "slow consumer")
+        // Queued behind the backlog (straight to the channel, the session is gone): a client that
+        // wakes up in time learns why it was dropped.
+        send(.loggedOut(reason: .slowConsumer), flush: true)
         context.close(promise: nil)
     }
 
@@ -158,8 +159,9 @@ extension SessionHandler {
     /// Queues a message to this client; replies ride the same per-loop flush as fan-out.
     func send(_ message: ServerMessage, flush: Bool = false) {
         let frame = message.frame(allocator: context.channel.allocator)
-        if case .online(let session) = phase, !flush {
+        if case .online(let session) = phase {
             session.send(frame)
+            if flush { session.flushIfDirty() }
         } else {
             context.writeAndFlush(NIOAny(frame), promise: nil)
         }

@@ -33,6 +33,10 @@ final class SessionHandler: ChannelDuplexHandler {
     /// Stored messages sent in this session and not yet acknowledged.
     var unacked: Set<Int64> = []
     private static let maxQueuedFrames = 32
+    /// Encoded once: every connection gets the same greeting.
+    private static let hello = ServerMessage.hello(
+        version: Limits.protocolVersion, server: "parley-server \(ParleyServerVersion.string)"
+    ).frame()
 
     init(service: ChatService, logger: Logger) {
         self.service = service
@@ -53,7 +57,7 @@ final class SessionHandler: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        send(.hello(version: Limits.protocolVersion, server: "parley-server \(ParleyServerVersion.string)"), flush: true)
+        context.writeAndFlush(NIOAny(Self.hello), promise: nil)
         armIdleTimer(after: configuration.loginTimeout)
         context.fireChannelActive()
     }

@@ -77,6 +77,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public func handlerRemoved(context: ChannelHandlerContext) {
         handshakeTimer?.cancel()
         closeTimer?.cancel()
+        closePromise?.succeed()
+        closePromise = nil
         failPendingWrites(TLSError.closedDuringHandshake)
         connection = nil
     }
@@ -183,8 +185,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 context.close(promise: nil)
             case .closeNow:
                 closeTimer?.cancel()
-                context.close(promise: closePromise)
+                let promise = closePromise
                 closePromise = nil
+                context.close(promise: promise)
             case .ignore:
                 return
             }
@@ -194,6 +197,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public func channelInactive(context: ChannelHandlerContext) {
         handshakeTimer?.cancel()
         closeTimer?.cancel()
+        // Our close was waiting for the peer's close_notify; the socket is gone, so it is done.
+        closePromise?.succeed()
+        closePromise = nil
         switch machine.channelInactive() {
         case .none:
             failPendingWrites(ChannelError.ioOnClosedChannel)
@@ -305,8 +311,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             closePromise = promise ?? context.eventLoop.makePromise()
             // Honour the peer's close_notify if it comes soon; never wait forever for it.
             closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: closeNotifyTimeout) { [self] in
-                context.close(promise: closePromise)
+                let promise = closePromise
                 closePromise = nil
+                context.close(promise: promise)
             }
             context.read()
         }
@@ -328,8 +335,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 "reason": "\(error)",
             ])
         context.fireErrorCaught(error)
-        context.close(promise: closePromise)
+        let promise = closePromise
         closePromise = nil
+        context.close(promise: promise)
     }
 
     private func failPendingWrites(_ error: Error) {

@@ -63,6 +63,16 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Event loop threads (default: one per core).", valueName: "N"))
     var threads: Int?
 
+    @Option(
+        name: .customLong("flush-interval-ms"),
+        help: ArgumentHelp("Under load, at most one flush pass per this many ms (0: every loop pass).", valueName: "MS"))
+    var flushIntervalMs: Int = 5
+
+    @Option(
+        name: .customLong("max-pending-logins"),
+        help: ArgumentHelp("Logins waiting for a password hash beyond which new ones are refused.", valueName: "N"))
+    var maxPendingLogins: Int = 256
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -80,6 +90,8 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--insecure-hash-cost must be in \(PasswordHasher.Parameters.lnBounds)")
         }
         if let threads, !(1...64).contains(threads) { throw ValidationError("--threads must be 1-64") }
+        guard (0...1000).contains(flushIntervalMs) else { throw ValidationError("--flush-interval-ms must be 0-1000") }
+        guard (1...1_000_000).contains(maxPendingLogins) else { throw ValidationError("--max-pending-logins must be 1-1000000") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
@@ -107,6 +119,8 @@ struct Serve: AsyncParsableCommand {
         config.registrationOpen = !noRegistration
         if let hashCost { config.hashParameters = .init(ln: hashCost, r: 8, p: 1) }
         if let threads { config.eventLoopThreads = threads }
+        config.minFlushInterval = .milliseconds(Int64(flushIntervalMs))
+        config.maxPendingHashes = maxPendingLogins
 
         let server: ChatServer
         do {

@@ -49,7 +49,7 @@ struct FrameAbuseTests {
 
     @Test("a client that stops reading is disconnected once its backlog passes the limit; others keep flowing")
     func slowConsumer() async throws {
-        try await withServer({ $0.maxOutboundBacklog = 256 * 1024 }) { server in
+        try await withServer({ $0.maxOutboundBacklog = 1024 * 1024 }) { server in
             let slow = try await server.loggedIn("slow")
             await slow.stopReading()
             let sender = try await server.loggedIn("sender")
