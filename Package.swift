@@ -37,13 +37,13 @@ let package = Package(
         // Password hashing, randomness, constant-time compare, fingerprints (OpenSSL's libcrypto).
         .target(name: "ParleyCrypto", dependencies: ["COpenSSL", "CParleyShims"]),
         // TLS contexts and the SwiftNIO channel handler that drives OpenSSL through memory BIOs.
-        .target(name: "ParleyTLS", dependencies: ["COpenSSL", "CParleyShims", logging] + nio),
+        .target(name: "ParleyTLS", dependencies: ["COpenSSL", "CParleyShims", "ParleyCrypto", logging] + nio),
         // Wire protocol: frames, commands, replies, error codes. No I/O.
         .target(name: "ParleyProtocol", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         // Durable state behind a storage protocol; SQLite backend.
         .target(name: "ParleyStore", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio"), logging] + nio),
         .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyStore", "ParleyCrypto", logging] + nio),
-        .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", logging] + nio),
+        .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyCrypto", logging] + nio),
         .target(name: "ParleyTestSupport", dependencies: ["ParleyTLS", "ParleyServer", "ParleyClient", "ParleyCrypto"] + nio),
         .executableTarget(name: "parley-server", dependencies: [
             "ParleyServer", "ParleyTLS", "ParleyStore", "ParleyCrypto", logging,

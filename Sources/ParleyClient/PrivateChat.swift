@@ -1,4 +1,5 @@
 import NIOCore
+import ParleyCrypto
 import ParleyProtocol
 import ParleyTLS
 
@@ -288,17 +289,8 @@ public actor PrivateChat {
     }
 }
 
-private let hexDigits = Array("0123456789abcdef".utf8)
-
-func hex(_ bytes: [UInt8]) -> String {
-    var out: [UInt8] = []
-    out.reserveCapacity(bytes.count * 2)
-    for b in bytes {
-        out.append(hexDigits[Int(b >> 4)])
-        out.append(hexDigits[Int(b & 0xF)])
-    }
-    return String(decoding: out, as: UTF8.self)
-}
+/// Lowercase hex, as fingerprints travel in the protocol.
+func hex(_ bytes: [UInt8]) -> String { Hex.encode(bytes) }
 
 func unhex(_ text: String) -> [UInt8]? {
     let chars = Array(text.utf8)

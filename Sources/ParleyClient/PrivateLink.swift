@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import ParleyCrypto
 import NIOPosix
 import ParleyProtocol
 import ParleyTLS
@@ -139,19 +140,13 @@ final class SessionGate: Sendable {
 
     func redeem(_ presented: String) -> Bool {
         state.withLockedValue { s in
-            guard !s.spent, let expected = s.expected, Self.constantTimeEquals(Array(expected.utf8), Array(presented.utf8))
+            guard !s.spent, let expected = s.expected, ParleyCrypto.constantTimeEquals(Array(expected.utf8), Array(presented.utf8))
             else { return false }
             s.spent = true
             return true
         }
     }
 
-    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var diff: UInt8 = 0
-        for i in 0..<a.count { diff |= a[i] ^ b[i] }
-        return diff == 0
-    }
 }
 
 /// The pipeline end of a private connection: the session-id exchange, then chat frames.

@@ -27,16 +27,25 @@ public enum CryptoError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Empties OpenSSL's thread-local error queue into one string, so a stale error can never be
-/// blamed on a later call and the reason reaches the caller instead of being lost.
-func drainOpenSSLErrors(fallback: String = "unknown OpenSSL error") -> String {
-    var reasons: [String] = []
-    while true {
-        let code = ERR_get_error()
-        if code == 0 { break }
-        var buffer = [CChar](repeating: 0, count: 256)
-        ERR_error_string_n(code, &buffer, buffer.count)
-        reasons.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+/// OpenSSL's thread-local error queue, shared by every Parley module that calls OpenSSL.
+public enum OpenSSLErrors {
+    /// Empties the queue into readable reasons, so a stale error can never be blamed on a later
+    /// call and the reason reaches the caller instead of being lost.
+    public static func drain() -> [String] {
+        var reasons: [String] = []
+        while true {
+            let code = ERR_get_error()
+            if code == 0 { break }
+            var buffer = [CChar](repeating: 0, count: 256)
+            ERR_error_string_n(code, &buffer, buffer.count)
+            reasons.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        return reasons
     }
+}
+
+/// The drained reasons as one string, or `fallback` when OpenSSL said nothing.
+func drainOpenSSLErrors(fallback: String = "unknown OpenSSL error") -> String {
+    let reasons = OpenSSLErrors.drain()
     return reasons.isEmpty ? fallback : reasons.joined(separator: "; ")
 }

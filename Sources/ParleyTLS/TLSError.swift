@@ -1,4 +1,4 @@
-internal import COpenSSL
+import ParleyCrypto
 
 /// Everything that can go wrong in the TLS layer, with OpenSSL's own reason strings where it gave any.
 public enum TLSError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -38,22 +38,11 @@ public enum TLSError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Drains OpenSSL's thread-local error queue into readable strings.
+/// The error queue as TLS errors want it (see `ParleyCrypto.OpenSSLErrors`).
 enum OpenSSLErrorQueue {
-    static func drain() -> [String] {
-        var reasons: [String] = []
-        while true {
-            let code = ERR_get_error()
-            if code == 0 { break }
-            var buffer = [CChar](repeating: 0, count: 256)
-            ERR_error_string_n(code, &buffer, buffer.count)
-            let text = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-            reasons.append(text)
-        }
-        return reasons
-    }
+    static func drain() -> [String] { OpenSSLErrors.drain() }
 
-    /// The last reason, or a fallback naming the failed call.
+    /// The reasons, or a fallback naming the failed call.
     static func describe(_ call: String) -> String {
         let reasons = drain()
         return reasons.isEmpty ? "\(call) failed" : "\(call): \(reasons.joined(separator: "; "))"

@@ -1,5 +1,6 @@
 internal import COpenSSL
 internal import CParleyShims
+import ParleyCrypto
 
 /// A private key and its certificate held in memory (private sessions, and certificates made for tests).
 public final class TLSIdentity: @unchecked Sendable {
@@ -54,10 +55,7 @@ func spkiFingerprint(ofKey key: OpaquePointer?) -> [UInt8] {
     let length = i2d_PUBKEY(key, &der)
     guard length > 0, let der else { return [] }
     defer { parley_OPENSSL_free(der) }
-    var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-    var digestLength: UInt32 = 0
-    guard EVP_Digest(der, Int(length), &digest, &digestLength, EVP_sha256(), nil) == 1 else { return [] }
-    return Array(digest.prefix(Int(digestLength)))
+    return SHA256.digest(Array(UnsafeBufferPointer(start: der, count: Int(length))))
 }
 
 /// Makes keys and X.509 certificates in memory: ephemeral peer identities, and CAs for tests.
