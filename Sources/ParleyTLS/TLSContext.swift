@@ -116,6 +116,11 @@ public final class TLSContext: @unchecked Sendable {
         }
     }
 
+    var isPeer: Bool {
+        if case .peer = role { return true }
+        return false
+    }
+
     var isServerSide: Bool {
         switch role {
         case .server: return true

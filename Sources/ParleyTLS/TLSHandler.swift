@@ -151,7 +151,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 protocolVersion: connection.protocolVersion,
                 cipherSuite: connection.cipherSuite,
                 peerFingerprint: connection.peerFingerprint,
-                exportedSecret: connection.exportKeyingMaterial(label: Self.exporterLabel, length: 32))
+                // Only private sessions show a safety code; the exporter costs an HKDF per handshake.
+                exportedSecret: tlsContext.isPeer
+                    ? connection.exportKeyingMaterial(label: Self.exporterLabel, length: 32) : nil)
             context.fireUserInboundEventTriggered(TLSEvent.handshakeCompleted(info))
             // Writes made before the peer was verified go out only now.
             if pendingPlaintext != nil { encryptPending(context: context) }
