@@ -118,9 +118,8 @@ struct ServerBinaryTests {
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let process = Process()
         process.executableURL = ServerBinary.url
-        let port = Int.random(in: 20_000...40_000)
         process.arguments = [
-            "--port", String(port), "--cert", certs.certificatePath, "--key", certs.keyPath,
+            "--port", "0", "--cert", certs.certificatePath, "--key", certs.keyPath,
             "--db", certs.directory.appendingPathComponent("log.sqlite").path, "--insecure-hash-cost", "10",
         ]
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -128,14 +127,23 @@ struct ServerBinaryTests {
         process.standardError = log
         try process.run()
         defer { if process.isRunning { process.interrupt(); process.waitUntilExit() } }
-        var alice: TestChatClient?
-        for _ in 0..<100 where alice == nil {
-            alice = try? await TestChatClient.connect(port: port, caPath: certs.caPath)
-            if alice == nil { try await Task.sleep(for: .milliseconds(50)) }
+        // Port 0: the OS picks a free port, and the server logs it ("listening address=HOST:PORT").
+        var port: Int?
+        let deadline = ContinuousClock.now + .seconds(60)
+        while port == nil, ContinuousClock.now < deadline, process.isRunning {
+            let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            if let line = text.split(separator: "\n").first(where: { $0.contains("listening") }),
+                let range = line.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression)
+            {
+                port = Int(line[range].split(separator: ":").last!)
+            } else {
+                try await Task.sleep(for: .milliseconds(50))
+            }
         }
-        let a = try #require(alice)
+        let listening = try #require(port, "the server logged its address")
+        let a = try await TestChatClient.connect(port: listening, caPath: certs.caPath)
         try await a.login("alice", "Secret-Password-1")
-        let b = try await TestChatClient.connect(port: port, caPath: certs.caPath)
+        let b = try await TestChatClient.connect(port: listening, caPath: certs.caPath)
         try await b.login("bob", "Other-Secret-2")
         #expect(try await b.login("alice", "Wrong-Guess-3").code == .alreadyLoggedIn)
         try await a.request(.message(to: "bob", text: "the body is private"))
