@@ -604,15 +604,3 @@ struct Offline: ParsableCommand {
         r.finish(ok: false)
     }
 }
-
-struct Private: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Private (peer-to-peer) sessions: not available yet.")
-    @OptionGroup var common: Common
-
-    func run() throws {
-        // TODO(issue 4): once private sessions land, measure startprivate -> privateaccepted/privatestarted
-        // round trips and the direct peer TLS handshake (TLSContext(role: .peer)) with pinned fingerprints,
-        // and message latency over the peer link. Until then there is nothing on the server to measure.
-        print("private: not available yet (private sessions land with issue 4)")
-    }
-}
