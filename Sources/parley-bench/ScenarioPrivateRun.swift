@@ -51,10 +51,6 @@ struct PrivateBench: @unchecked Sendable {
         }
         let tLogin = nowNs()
         let mailA = Mailbox(a), mailB = Mailbox(b)
-        defer {
-            Task { await a.close() }
-            Task { await b.close() }
-        }
 
         // 2. The introduction through the server, exactly as PrivateChat does it.
         let idA: TLSIdentity, idB: TLSIdentity
@@ -150,6 +146,8 @@ struct PrivateBench: @unchecked Sendable {
         _ = await mailB.take(timeout: 2, { if case .privateStopped = $0 { true } else { false } })
         rep.add("bye_seen", receiver.problems.bye != nil)
         run.addServer("server_after", run.server())
+        await a.close()
+        await b.close()
         return pinsOK && codesMatch && lat.ok && thr.ok && lost == 0 && dup == 0 && problems.malformed == 0 && !problems.isClosed
     }
 
