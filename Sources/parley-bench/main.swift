@@ -1,2 +1,2 @@
-// parley-bench entry point; the subcommands live in Commands.swift, the engine in Engine.swift.
+// parley-bench entry point; the subcommands are listed in Commands.swift (one file per scenario).
 Bench.main()
