@@ -44,7 +44,7 @@ start_parley() { # $1 = threads
   rm -f "$OUT"/parley.sqlite*
   "$BIN/parley-server" --port $PARLEY_PORT --db "$OUT/parley.sqlite" --cert "$OUT/certs/server.pem" \
     --key "$OUT/certs/server.key" --insecure-hash-cost 10 --max-pending-logins 100000 --threads "$1" \
-    --flush-interval-ms "${FLUSH_MS:-5}" --log-level error >"$OUT/parley-$1.log" 2>&1 &
+    --flush-interval-ms "${FLUSH_MS:-0}" --log-level error >"$OUT/parley-$1.log" 2>&1 &
   PARLEY_PID=$!; pids+=("$PARLEY_PID"); sleep 1
 }
 stop_parley() { kill "$PARLEY_PID" 2>/dev/null || true; wait "$PARLEY_PID" 2>/dev/null || true; }

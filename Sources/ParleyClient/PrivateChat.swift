@@ -240,7 +240,9 @@ public actor PrivateChat {
             let k = key(user)
             prompts.removeAll { $0 == k }
             guard let peer = peers.removeValue(forKey: k) else { return true }
-            await close(peer.phase, reason: nil)
+            // Pass the server's reason on in the link's bye: whichever reaches the peer first
+            // (this bye or the server's own notice), it shows the same reason.
+            await close(peer.phase, reason: reason)
             show(.ended(user: peer.displayName, reason: reason))
         default:
             return false

@@ -42,7 +42,7 @@ public struct ServerConfiguration: Sendable {
     public var loginTimeout: TimeAmount = .seconds(60)
     /// Under load, flush passes are at least this far apart (more messages per TLS record and
     /// write); a quiet server still flushes at the end of each loop pass.
-    public var minFlushInterval: TimeAmount = .milliseconds(5)
+    public var minFlushInterval: TimeAmount = .zero
     /// Offline messages sent per batch at login.
     public var offlineBatchSize: Int = 256
     /// How long a private-session request waits for the other user's answer; then it counts as declined.

@@ -66,7 +66,7 @@ struct Serve: AsyncParsableCommand {
     @Option(
         name: .customLong("flush-interval-ms"),
         help: ArgumentHelp("Under load, at most one flush pass per this many ms (0: every loop pass).", valueName: "MS"))
-    var flushIntervalMs: Int = 5
+    var flushIntervalMs: Int = 0
 
     @Option(
         name: .customLong("max-pending-logins"),
