@@ -43,7 +43,7 @@ echo "== building release parley-server and parley-bench" >&2
 swift build -c release --product parley-server >"$OUT/build.log" 2>&1 || { cat "$OUT/build.log" >&2; exit 1; }
 swift build -c release --product parley-bench >>"$OUT/build.log" 2>&1 || { cat "$OUT/build.log" >&2; exit 1; }
 BIN=$(swift build -c release --show-bin-path)
-scripts/gen-certs.sh "$OUT/certs" >/dev/null
+[ -f "$OUT/certs/server.pem" ] || scripts/gen-certs.sh "$OUT/certs" >/dev/null
 CERTS="$OUT/certs"
 
 # start_server NAME [extra server options...]: a fresh server on $PORT; sets SERVER_PID.
@@ -62,7 +62,8 @@ start_server() {
   return 1
 }
 
-FAST=(--insecure-hash-cost 10 --max-pending-logins 100000)
+# --timeout 3600: a 10,000-client login phase takes minutes, longer than the default idle timeout.
+FAST=(--insecure-hash-cost 10 --max-pending-logins 100000 --timeout 3600)
 COMMON=(--port "$PORT" --ca "$CERTS/ca.pem")
 SUMMARY=()
 
@@ -105,7 +106,8 @@ run() {
 
 run fanout "${FAST[@]}" -- fanout "${COMMON[@]}" -n "$N" -s "$S" -r "$R" -d "$D" --warmup "$WARM"
 run direct "${FAST[@]}" -- direct "${COMMON[@]}" -n "$DIRECT_N" -r "$DIRECT_R" -d "$D" --warmup "$WARM"
-run idle "${FAST[@]}" -- idle "${COMMON[@]}" -n "$IDLE_N"
+# Logging in 10,000 users takes minutes (each login is announced to everyone online): allow 300 s.
+run idle "${FAST[@]}" -- idle "${COMMON[@]}" -n "$IDLE_N" --login-timeout 300
 run handshake "${FAST[@]}" -- handshake "${COMMON[@]}" -d "$HS_D" -c "$HS_C" \
   --cert "$CERTS/server.pem" --key "$CERTS/server.key" --openssl-port "$OSSL_PORT" --openssl "$(command -v openssl)"
 # Production hash cost: no --insecure-hash-cost, and the server's default login queue.
@@ -116,7 +118,7 @@ run private "${FAST[@]}" -- private "${COMMON[@]}" -r "$PRIV_R" -d "$PRIV_D"
 echo
 echo "## parley-bench scenarios ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores; outputs in $OUT)"
 echo
-echo "Server: \`parley-server --threads 1 --insecure-hash-cost 10 --max-pending-logins 100000 --log-level error\`, fresh per scenario (login-burst: production hash cost)."
+echo "Server: \`parley-server --threads 1 --insecure-hash-cost 10 --max-pending-logins 100000 --timeout 3600 --log-level error\`, fresh per scenario (login-burst: production hash cost)."
 echo
 echo "| scenario | status | command | key figures |"
 echo "|---|---|---|---|"

@@ -33,7 +33,7 @@ cc -O2 -o "$OUT/bin/loadgen" "$LG_SRC/loadgen.c" -lssl -lcrypto
 cc -O2 -o "$OUT/bin/refsrv" "$LG_SRC/refsrv.c" -lssl -lcrypto
 swift build -c release --product parley-server >/dev/null
 BIN=$(swift build -c release --show-bin-path)
-scripts/gen-certs.sh "$OUT/certs" >/dev/null
+[ -f "$OUT/certs/server.pem" ] || scripts/gen-certs.sh "$OUT/certs" >/dev/null
 LG="$OUT/bin/loadgen"
 
 pids=()
@@ -43,7 +43,7 @@ trap cleanup EXIT
 start_parley() { # $1 = threads
   rm -f "$OUT"/parley.sqlite*
   "$BIN/parley-server" --port $PARLEY_PORT --db "$OUT/parley.sqlite" --cert "$OUT/certs/server.pem" \
-    --key "$OUT/certs/server.key" --insecure-hash-cost 10 --max-pending-logins 100000 --threads "$1" \
+    --key "$OUT/certs/server.key" --insecure-hash-cost 10 --max-pending-logins 100000 --timeout 3600 --threads "$1" \
     --flush-interval-ms "${FLUSH_MS:-0}" --log-level error >"$OUT/parley-$1.log" 2>&1 &
   PARLEY_PID=$!; pids+=("$PARLEY_PID"); sleep 1
 }
