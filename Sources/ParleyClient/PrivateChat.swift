@@ -294,23 +294,7 @@ public actor PrivateChat {
 /// Lowercase hex, as fingerprints travel in the protocol.
 func hex(_ bytes: [UInt8]) -> String { Hex.encode(bytes) }
 
-func unhex(_ text: String) -> [UInt8]? {
-    let chars = Array(text.utf8)
-    guard chars.count % 2 == 0 else { return nil }
-    func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: c - 0x30
-        case 0x61...0x66: c - 0x61 + 10
-        default: nil
-        }
-    }
-    var out: [UInt8] = []
-    for i in stride(from: 0, to: chars.count, by: 2) {
-        guard let hi = nibble(chars[i]), let lo = nibble(chars[i + 1]) else { return nil }
-        out.append(hi << 4 | lo)
-    }
-    return out
-}
+func unhex(_ text: String) -> [UInt8]? { Hex.decode(text) }
 
 extension TimeAmount {
     var seconds: Double { Double(nanoseconds) / 1_000_000_000 }

@@ -187,33 +187,4 @@ func timedText(slot: Int, seq: UInt64, ts: UInt64, padding: Int) -> String {
     "PBT\(slot).\(seq).\(ts)." + String(repeating: "x", count: padding)
 }
 
-func hexString(_ bytes: [UInt8]) -> String {
-    let digits = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    for b in bytes {
-        out.append(digits[Int(b >> 4)])
-        out.append(digits[Int(b & 0xF)])
-    }
-    return String(decoding: out, as: UTF8.self)
-}
-
-func unhexString(_ text: String) -> [UInt8]? {
-    let chars = Array(text.utf8)
-    guard chars.count % 2 == 0 else { return nil }
-    func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: c - 0x30
-        case 0x61...0x66: c - 0x61 + 10
-        case 0x41...0x46: c - 0x41 + 10
-        default: nil
-        }
-    }
-    var out: [UInt8] = []
-    for i in stride(from: 0, to: chars.count, by: 2) {
-        guard let hi = nibble(chars[i]), let lo = nibble(chars[i + 1]) else { return nil }
-        out.append(hi << 4 | lo)
-    }
-    return out
-}
-
 func ms(_ from: UInt64, _ to: UInt64) -> Figure { .double(to > from ? Double(to - from) / 1e6 : 0, decimals: 2) }

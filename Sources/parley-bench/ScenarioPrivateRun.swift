@@ -7,6 +7,7 @@ import Histogram
 import NIOConcurrencyHelpers
 import NIOCore
 import ParleyClient
+import ParleyCrypto
 import ParleyProtocol
 import ParleyTLS
 
@@ -61,7 +62,7 @@ struct PrivateBench: @unchecked Sendable {
             return fail("peer identities: \(error)")
         }
         let tStart = nowNs()
-        guard let r1 = try? await a.send(.startPrivate(user: nameB, fingerprint: hexString(idA.fingerprint)), timeout: .seconds(10)),
+        guard let r1 = try? await a.send(.startPrivate(user: nameB, fingerprint: Hex.encode(idA.fingerprint)), timeout: .seconds(10)),
             case .ok = r1.outcome
         else { return fail("startprivate refused or unanswered") }
         let tStartReply = nowNs()
@@ -78,16 +79,16 @@ struct PrivateBench: @unchecked Sendable {
             return fail("listener: \(error)")
         }
         defer { listener.close() }
-        let answer = Request.privateAnswer(user: nameA, accept: true, port: UInt16(listener.port), fingerprint: hexString(idB.fingerprint))
+        let answer = Request.privateAnswer(user: nameA, accept: true, port: UInt16(listener.port), fingerprint: Hex.encode(idB.fingerprint))
         guard let r2 = try? await b.send(answer, timeout: .seconds(10)), case .ok = r2.outcome else {
             return fail("privateanswer refused or unanswered")
         }
         guard let (_, started) = await mailB.take(timeout: 10, { if case .privateStarted = $0 { true } else { false } }),
-            case .privateStarted(_, let fpA, let sessionB) = started, let pinA = unhexString(fpA)
+            case .privateStarted(_, let fpA, let sessionB) = started, let pinA = Hex.decode(fpA)
         else { return fail("\(nameB) got no privatestarted") }
         listener.expect(PrivatePeerExpectation(fingerprint: pinA, session: sessionB))
         guard let (tAccepted, acc) = await mailA.take(timeout: 10, { if case .privateAccepted = $0 { true } else { false } }),
-            case .privateAccepted(_, let host, let port, let fpB, let session) = acc, let pinB = unhexString(fpB)
+            case .privateAccepted(_, let host, let port, let fpB, let session) = acc, let pinB = Hex.decode(fpB)
         else { return fail("\(nameA) got no privateaccepted") }
         let tConnect = nowNs()
         let linkA: PrivateLink
