@@ -17,6 +17,8 @@ final class Session: @unchecked Sendable {
     private var writable = true
     /// Frames queued since the last flush (see `send`).
     private var pending: ByteBuffer?
+    private var gatheredFrames = 0
+    private let allocator: ByteBufferAllocator
     /// Gathered bytes are handed to the pipeline early past this size (memory stays bounded).
     private static let maxPendingBytes = 64 * 1024
     /// Called (on the loop) when the client stopped reading and its backlog passed the limit.
@@ -27,6 +29,7 @@ final class Session: @unchecked Sendable {
         self.displayName = displayName
         self.eventLoop = context.eventLoop
         self.context = context
+        self.allocator = context.channel.allocator
         self.shard = shard
         self.maxBacklog = maxBacklog
     }
@@ -50,15 +53,27 @@ final class Session: @unchecked Sendable {
         // Frames gather here and enter the pipeline once per flush: one pipeline trip, one
         // SSL_write and one write(2) for everything this client gets in a pass. The first frame is
         // kept by reference (fan-out shares one encoded buffer); later ones are appended.
-        if pending == nil {
-            pending = frame
-        } else {
-            var more = frame
-            pending!.writeBuffer(&more)
-            if pending!.readableBytes >= Self.maxPendingBytes {
-                context.write(NIOAny(pending!), promise: nil)
-                pending = nil
+        if var gathered = pending {
+            // Taken out so the buffer is uniquely referenced while it grows (no copy-on-write).
+            pending = nil
+            if gatheredFrames == 1 {
+                // The first frame is still the shared fan-out buffer: copy it once into room for
+                // several more, instead of growing by doubling on every append.
+                var own = allocator.buffer(capacity: max(4096, 4 * frame.readableBytes))
+                own.writeImmutableBuffer(gathered)
+                gathered = own
             }
+            gatheredFrames += 1
+            gathered.writeImmutableBuffer(frame)
+            if gathered.readableBytes >= Self.maxPendingBytes {
+                context.write(NIOAny(gathered), promise: nil)
+                gatheredFrames = 0
+            } else {
+                pending = gathered
+            }
+        } else {
+            pending = frame
+            gatheredFrames = 1
         }
         if !dirty {
             dirty = true
