@@ -59,7 +59,7 @@ final class Session: @unchecked Sendable {
             if gatheredFrames == 1 {
                 // The first frame is still the shared fan-out buffer: copy it once into room for
                 // several more, instead of growing by doubling on every append.
-                var own = allocator.buffer(capacity: max(4096, 4 * frame.readableBytes))
+                var own = allocator.buffer(capacity: max(1024, 4 * frame.readableBytes))
                 own.writeImmutableBuffer(gathered)
                 gathered = own
             }
