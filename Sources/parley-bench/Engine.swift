@@ -122,7 +122,10 @@ final class Engine: @unchecked Sendable {
         var settled = 0
         var failed = 0
         var done = false
-        let timer = loop.scheduleTask(in: timeout) {
+        // Everything below runs on `loop` (the caller submits it there), so the loop-isolated
+        // NIO calls may capture this function's plain local state.
+        let isolated = loop.assumeIsolated()
+        let timer = isolated.scheduleTask(in: timeout) {
             guard !done else { return }
             done = true
             all.fail(BenchError("login phase timed out after \(timeout.nanoseconds / 1_000_000_000) s: \(settled)/\(clients.count) settled, \(failed) failed"))
@@ -131,7 +134,7 @@ final class Engine: @unchecked Sendable {
             guard next < clients.count, !done else { return }
             let c = clients[next]
             next += 1
-            connect(c).whenComplete { result in
+            connect(c).assumeIsolated().whenComplete { result in
                 settled += 1
                 if case .failure = result {
                     failed += 1
@@ -292,13 +295,14 @@ final class Engine: @unchecked Sendable {
             guard hsRunning, nowNs() < endNs else { return }
             serial += 1
             let c = BenchClient(index: serial, name: "", password: "", mode: .handshakeOnly)
-            connect(c, port: port).whenComplete { result in
+            // Runs on `loop` (submitted there): loop-isolated calls keep the local state unshared.
+            connect(c, port: port).assumeIsolated().whenComplete { result in
                 if case .failure(let e) = result {
                     self.handshakeFailures += 1
                     if self.firstProblem == nil { self.firstProblem = "handshake: \(c.failure ?? "\(e)")" }
                 }
-                let next = { self.loop.execute { cycle() } }
-                if let ch = c.channel { ch.closeFuture.whenComplete { _ in next() } } else { next() }
+                let next = { self.loop.assumeIsolated().execute { cycle() } }
+                if let ch = c.channel { ch.closeFuture.assumeIsolated().whenComplete { _ in next() } } else { next() }
             }
         }
         for _ in 0..<slots { cycle() }

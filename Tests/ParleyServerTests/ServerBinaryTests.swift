@@ -115,7 +115,7 @@ struct ServerBinaryTests {
         let certs = try TestCertificates.make()
         defer { certs.remove() }
         let logPath = certs.directory.appendingPathComponent("server.log").path
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        #expect(FileManager.default.createFile(atPath: logPath, contents: nil))
         let process = Process()
         process.executableURL = ServerBinary.url
         process.arguments = [

@@ -135,8 +135,9 @@ struct TLSEndToEndTests {
         // A full handshake, then a record header promising 16 KiB and only 100 bytes of it.
         let (client, seen) = try await connectClient(port: server.port, context: try certs.clientContext())
         #expect(await eventually { seen.handshakeCompleted })
-        let tls = try await client.pipeline.context(handlerType: TLSHandler.self).get()
         try await client.eventLoop.submit {
+            // Below the TLS handler: raw bytes that look like the start of a record.
+            let tls = try client.pipeline.syncOperations.context(handlerType: TLSHandler.self)
             tls.writeAndFlush(NIOAny(ByteBuffer(bytes: [0x17, 0x03, 0x03, 0x40, 0x00] + [UInt8](repeating: 7, count: 100))), promise: nil)
         }.get()
         try await Task.sleep(for: .milliseconds(50))
