@@ -55,23 +55,3 @@ public enum CommandMapper {
         }
     }
 }
-
-extension UserCommand {
-    /// The command word, as used in JSON output's `command` field.
-    public var name: String {
-        switch self {
-        case .message: "message"
-        case .broadcast: "broadcast"
-        case .whoelse: "whoelse"
-        case .whoelsesince: "whoelsesince"
-        case .block: "block"
-        case .unblock: "unblock"
-        case .logout: "logout"
-        case .help: "help"
-        case .startPrivate: "startprivate"
-        case .privateMessage: "private"
-        case .stopPrivate: "stopprivate"
-        case .verify: "verify"
-        }
-    }
-}

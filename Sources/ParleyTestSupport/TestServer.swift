@@ -70,3 +70,18 @@ public final class TestServer: @unchecked Sendable {
         return logger
     }()
 }
+
+/// Runs `body` with a fresh server, stopping it afterwards whatever happens.
+public func withTestServer(
+    _ configure: (inout ServerConfiguration) -> Void = { _ in },
+    _ body: (TestServer) async throws -> Void
+) async throws {
+    let server = try await TestServer.start(configure)
+    do {
+        try await body(server)
+    } catch {
+        await server.stop()
+        throw error
+    }
+    await server.stop()
+}

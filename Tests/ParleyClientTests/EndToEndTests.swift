@@ -45,17 +45,6 @@ struct ParleyRun {
     }
 }
 
-func withTestServer(
-    _ configure: (inout ServerConfiguration) -> Void = { _ in }, _ body: (TestServer) async throws -> Void
-) async throws {
-    let server = try await TestServer.start(configure)
-    do { try await body(server) } catch {
-        await server.stop()
-        throw error
-    }
-    await server.stop()
-}
-
 @Suite("parley binary against the real server", .serialized)
 struct EndToEndTests {
     @Test func registerCommandsAndLogoutAtEndOfInput() async throws {

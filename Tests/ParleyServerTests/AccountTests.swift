@@ -9,7 +9,7 @@ import Testing
 struct AccountTests {
     @Test("a new name registers; the stored hash is not the password; equal passwords hash differently")
     func registration() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let alice = try await server.client()
             let reply = try await alice.login("Alice", "same-password")
             #expect(reply.outcome == .ok(.login(username: "Alice", created: true)))
@@ -34,7 +34,7 @@ struct AccountTests {
 
     @Test("three wrong passwords lock the name, with three distinct messages; the lock expires")
     func lockout() async throws {
-        try await withServer({ $0.blockDuration = .seconds(1) }) { server in
+        try await withTestServer({ $0.blockDuration = .seconds(1) }) { server in
             _ = try await server.loggedIn("carol", "right-password").close()
             try await Task.sleep(for: .milliseconds(100))
             let c = try await server.client()
@@ -53,7 +53,7 @@ struct AccountTests {
 
     @Test("a lock survives a server restart")
     func lockSurvivesRestart() async throws {
-        try await withServer({ $0.blockDuration = .seconds(30) }) { server in
+        try await withTestServer({ $0.blockDuration = .seconds(30) }) { server in
             let c = try await server.client()
             _ = try await c.login("dave", "right-password")
             await c.close()
@@ -67,7 +67,7 @@ struct AccountTests {
 
     @Test("a second login of a user who is online is refused")
     func duplicateLogin() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let first = try await server.loggedIn("erin")
             let second = try await server.client()
             let reply = try await second.login("erin", "password-erin")
@@ -78,7 +78,7 @@ struct AccountTests {
 
     @Test("bad names, bad passwords, commands before login, a second login, another protocol version")
     func loginErrors() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let c = try await server.client()
             #expect(try await c.request(.whoelse).code == .notLoggedIn)
             #expect(try await c.login("no spaces", "password123").code == .invalidUsername)
@@ -93,7 +93,7 @@ struct AccountTests {
 
     @Test("with registration closed, unknown names are refused and known ones still log in")
     func registrationClosed() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             _ = try await server.loggedIn("grace").close()
             try await server.restart { $0.registrationOpen = false }
             let c = try await server.client()
@@ -104,7 +104,7 @@ struct AccountTests {
 
     @Test("50 clients logging in at once all get in")
     func fiftyConcurrentLogins() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let replies = try await withThrowingTaskGroup(of: (TestChatClient, Reply).self) { group in
                 for i in 0..<50 {
                     group.addTask {

@@ -7,7 +7,7 @@ import Testing
 struct BlockingTests {
     @Test("block errors: self, unknown user, twice; unblock of someone not blocked")
     func blockErrors() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let alice = try await server.loggedIn("alice")
             _ = try await server.loggedIn("bob")
             let selfBlock = try await alice.request(.block(user: "Alice"))
@@ -24,7 +24,7 @@ struct BlockingTests {
 
     @Test("when A blocks B: B's messages are refused, B's broadcasts skip A, B hears no presence of A, A is hidden from B")
     func blockEffects() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let a = try await server.loggedIn("a-user")
             let b = try await server.loggedIn("b-user")
             let c = try await server.loggedIn("c-user")
@@ -60,7 +60,7 @@ struct BlockingTests {
 
     @Test("unblock restores messages, broadcasts and visibility")
     func unblockRestores() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let a = try await server.loggedIn("anna")
             let b = try await server.loggedIn("ben")
             #expect(try await a.request(.block(user: "ben")).isOK)

@@ -7,7 +7,7 @@ import Testing
 struct FrameAbuseTests {
     @Test("a malformed frame gets bad_frame with the id when readable; the connection carries on")
     func malformedFrames() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let alice = try await server.loggedIn("alice")
             try await alice.sendRaw(Array("{\"type\":\"message\",\"id\":77}\n".utf8))
             let missing = await alice.next { if case .reply(let r) = $0 { r.id == 77 } else { false } }
@@ -24,7 +24,7 @@ struct FrameAbuseTests {
 
     @Test("an oversized frame is refused before parsing and the connection carries on")
     func oversizedFrame() async throws {
-        try await withServer({ $0.maxFrameBytes = 1024 }) { server in
+        try await withTestServer({ $0.maxFrameBytes = 1024 }) { server in
             let alice = try await server.loggedIn("alice")
             let huge = "{\"type\":\"broadcast\",\"text\":\"" + String(repeating: "y", count: 200_000) + "\"}\n"
             try await alice.sendRaw(Array(huge.utf8))
@@ -35,7 +35,7 @@ struct FrameAbuseTests {
 
     @Test("ten bad frames in a row close that connection only; other clients notice nothing")
     func repeatedAbuseCloses() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let good = try await server.loggedIn("good")
             let bad = try await server.loggedIn("bad")
             try await bad.sendRaw(Array(String(repeating: "{oops\n", count: 12).utf8))
@@ -49,7 +49,7 @@ struct FrameAbuseTests {
 
     @Test("a client that stops reading is disconnected once its backlog passes the limit; others keep flowing")
     func slowConsumer() async throws {
-        try await withServer({ $0.maxOutboundBacklog = 1024 * 1024 }) { server in
+        try await withTestServer({ $0.maxOutboundBacklog = 1024 * 1024 }) { server in
             let slow = try await server.loggedIn("slow")
             await slow.stopReading()
             let sender = try await server.loggedIn("sender")

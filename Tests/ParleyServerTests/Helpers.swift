@@ -37,20 +37,3 @@ extension TestChatClient {
         await next(timeout: timeout) { $0 == .presence(user: user, online: online) } != nil
     }
 }
-
-/// Runs `body` with a fresh server, stopping it afterwards whatever happens.
-func withServer(
-    _ configure: (inout ParleyServer.ServerConfiguration) -> Void = { _ in },
-    _ body: (TestServer) async throws -> Void
-) async throws {
-    let server = try await TestServer.start(configure)
-    do {
-        try await body(server)
-    } catch {
-        await server.stop()
-        throw error
-    }
-    await server.stop()
-}
-
-import ParleyServer

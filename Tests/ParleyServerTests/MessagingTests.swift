@@ -7,7 +7,7 @@ import Testing
 struct MessagingTests {
     @Test("a message to an online user arrives at once, from the sender's display name")
     func liveMessage() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let alice = try await server.loggedIn("Alice")
             let bob = try await server.loggedIn("bob")
             #expect(try await alice.request(.message(to: "BOB", text: "hello  there")).isOK)
@@ -20,7 +20,7 @@ struct MessagingTests {
 
     @Test("messages to unknown users, to oneself, or empty/oversized are refused with clear codes")
     func messageErrors() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let alice = try await server.loggedIn("alice")
             #expect(try await alice.request(.message(to: "nobody", text: "hi")).code == .unknownUser)
             #expect(try await alice.request(.message(to: "bad name", text: "hi")).code == .unknownUser)
@@ -33,7 +33,7 @@ struct MessagingTests {
 
     @Test("offline messages are stored, delivered in order at login, and deleted only when acknowledged")
     func offlineDeliveryAndAck() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             _ = try await server.loggedIn("bob").close()
             let alice = try await server.loggedIn("alice")
             for i in 1...5 { #expect(try await alice.request(.message(to: "bob", text: "m\(i)")).isOK) }
@@ -68,7 +68,7 @@ struct MessagingTests {
 
     @Test("an offline message survives a server restart")
     func offlineSurvivesRestart() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             _ = try await server.loggedIn("bob").close()
             let alice = try await server.loggedIn("alice")
             #expect(try await alice.request(.message(to: "bob", text: "kept across restarts")).isOK)
@@ -80,7 +80,7 @@ struct MessagingTests {
 
     @Test("broadcast reaches everyone but the sender and those who blocked the sender, who is told")
     func broadcast() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let alice = try await server.loggedIn("alice")
             let bob = try await server.loggedIn("bob")
             let carol = try await server.loggedIn("carol")
@@ -100,7 +100,7 @@ struct MessagingTests {
 
     @Test("presence: others hear of logins and logouts")
     func presence() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let alice = try await server.loggedIn("alice")
             let bob = try await server.loggedIn("Bob")
             #expect(await alice.nextPresence(of: "Bob", online: true))
@@ -114,7 +114,7 @@ struct MessagingTests {
 
     @Test("whoelse lists the others online; whoelsesince adds those who left within the window")
     func whoIsOnline() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let alice = try await server.loggedIn("alice")
             let bob = try await server.loggedIn("bob")
             _ = try await server.loggedIn("Carol")
@@ -129,7 +129,7 @@ struct MessagingTests {
 
     @Test("logout replies, says why, and closes the connection")
     func logout() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let alice = try await server.loggedIn("alice")
             #expect(try await alice.request(.logout).isOK)
             #expect(await alice.next { $0 == .loggedOut(reason: .logout) } != nil)
@@ -139,7 +139,7 @@ struct MessagingTests {
 
     @Test("inactivity logs a user out; commands (including 'active') reset the timer, incoming messages do not")
     func idleTimeout() async throws {
-        try await withServer({ $0.idleTimeout = .milliseconds(1500) }) { server in
+        try await withTestServer({ $0.idleTimeout = .milliseconds(1500) }) { server in
             let alice = try await server.loggedIn("alice")
             let bob = try await server.loggedIn("bob")
             for _ in 0..<4 {
@@ -164,7 +164,7 @@ struct MessagingTests {
 struct QuickLogoutTests {
     @Test("stored messages come before the reply to a request sent right after login, and a logout waits for their acks")
     func quickLogout() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             _ = try await server.loggedIn("bob").close()
             let alice = try await server.loggedIn("alice")
             for i in 1...3 { try await alice.request(.message(to: "bob", text: "s\(i)")) }
@@ -187,7 +187,7 @@ struct QuickLogoutTests {
 
     @Test("unblocking an unknown user says the user is unknown")
     func unblockUnknown() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let alice = try await server.loggedIn("alice")
             #expect(try await alice.request(.unblock(user: "ghost")).code == .unknownUser)
         }

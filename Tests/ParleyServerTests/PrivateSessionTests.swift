@@ -21,7 +21,7 @@ extension TestChatClient {
 @Suite("server: private-session introductions")
 struct PrivateSessionTests {
     @Test func refusalsNeverRevealAnAddress() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let alice = try await server.loggedIn("alice")
             let bob = try await server.loggedIn("bob")
             let carol = try await server.loggedIn("carol")
@@ -42,7 +42,7 @@ struct PrivateSessionTests {
     }
 
     @Test func acceptRelaysAddressPortFingerprintsAndOneSessionId() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             let alice = try await server.loggedIn("alice")
             let bob = try await server.loggedIn("bob")
             #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).isOK)
@@ -64,7 +64,7 @@ struct PrivateSessionTests {
     }
 
     @Test func declineAndNoAnswerInTime() async throws {
-        try await withServer({ $0.privateAnswerTimeout = .milliseconds(500) }) { server in
+        try await withTestServer({ $0.privateAnswerTimeout = .milliseconds(500) }) { server in
             let alice = try await server.loggedIn("alice")
             let bob = try await server.loggedIn("bob")
             #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).isOK)
@@ -80,7 +80,7 @@ struct PrivateSessionTests {
     }
 
     @Test func logoutDisconnectAndBlockEndTheSessionAndTellWhy() async throws {
-        try await withServer { server in
+        try await withTestServer { server in
             func pair(_ a: TestChatClient, _ b: TestChatClient, _ bName: String, _ aName: String) async throws {
                 #expect(try await a.request(.startPrivate(user: bName, fingerprint: fpA)).isOK)
                 #expect(await b.nextPrivate() == .privateRequest(from: aName))
@@ -107,7 +107,7 @@ struct PrivateSessionTests {
     }
 
     @Test func idleTimeoutEndsTheSession() async throws {
-        try await withServer({ $0.idleTimeout = .seconds(1) }) { server in
+        try await withTestServer({ $0.idleTimeout = .seconds(1) }) { server in
             let alice = try await server.loggedIn("alice")
             let bob = try await server.loggedIn("bob")
             #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).isOK)
