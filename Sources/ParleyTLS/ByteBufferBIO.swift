@@ -67,20 +67,28 @@ private func owner(_ bio: OpaquePointer?) -> ByteBufferBIO? {
     return Unmanaged<ByteBufferBIO>.fromOpaque(data).takeUnretainedValue()
 }
 
+/// Runs `body` on the BIO's owner without a retain/release pair (once per record on the hot
+/// path): the owner outlives every call OpenSSL makes through the BIO (see `makeBIO`).
+private func withOwner<R>(_ bio: OpaquePointer?, _ body: (ByteBufferBIO) -> R) -> R? {
+    guard let bio, let data = BIO_get_data(bio) else { return nil }
+    return Unmanaged<ByteBufferBIO>.fromOpaque(data)._withUnsafeGuaranteedRef(body)
+}
+
 /// One method table for every connection, made once.
 // Immutable after creation; OpenSSL allows one BIO_METHOD to be shared by every thread.
 nonisolated(unsafe) private let byteBufferBIOMethod: OpaquePointer = {
     let method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "parley ByteBuffer")!
     _ = BIO_meth_set_write(method) { bio, data, length in
-        guard let target = owner(bio), let data, length >= 0 else { return -1 }
+        guard let data, length >= 0 else { return -1 }
         BIO_clear_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_WRITE | BIO_FLAGS_IO_SPECIAL | BIO_FLAGS_SHOULD_RETRY)
-        target.write(UnsafeRawBufferPointer(start: data, count: Int(length)))
-        return length
+        let wrote: Void? = withOwner(bio) { $0.write(UnsafeRawBufferPointer(start: data, count: Int(length))) }
+        return wrote == nil ? -1 : length
     }
     _ = BIO_meth_set_read(method) { bio, data, length in
-        guard let source = owner(bio), let data, length > 0 else { return -1 }
+        guard let data, length > 0 else { return -1 }
         BIO_clear_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_WRITE | BIO_FLAGS_IO_SPECIAL | BIO_FLAGS_SHOULD_RETRY)
-        let count = source.read(into: UnsafeMutableRawBufferPointer(start: data, count: Int(length)))
+        guard let count = withOwner(bio, { $0.read(into: UnsafeMutableRawBufferPointer(start: data, count: Int(length))) })
+        else { return -1 }
         if count == 0 {
             // Not EOF: "no data yet, try again" (what BIO_s_mem with eof_return -1 says).
             BIO_set_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_SHOULD_RETRY)

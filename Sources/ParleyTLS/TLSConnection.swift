@@ -175,7 +175,7 @@ final class TLSConnection {
     }
 
     /// Takes the ciphertext OpenSSL produced, if any.
-    func takeOutbound(allocator: ByteBufferAllocator) -> ByteBuffer? {
+    func takeOutbound() -> ByteBuffer? {
         io.takeOutbound()
     }
 

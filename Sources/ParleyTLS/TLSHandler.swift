@@ -49,6 +49,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var closeTimer: Scheduled<Void>?
     private var closePromise: EventLoopPromise<Void>?
     private var receivedBytes = 0
+    /// This handler's own context while it is in a pipeline, for `writeAndFlushDirectly`.
+    /// The cycle it makes with the context is broken in `handlerRemoved`.
+    private var ownContext: ChannelHandlerContext?
 
     /// Plaintext accumulated between flushes is encrypted early past this size so records stay full
     /// but memory stays bounded.
@@ -71,6 +74,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
+        ownContext = context
         if context.channel.isActive { startHandshake(context: context) }
     }
 
@@ -81,6 +85,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         closePromise = nil
         failPendingWrites(TLSError.closedDuringHandshake)
         connection = nil
+        ownContext = nil
     }
 
     public func channelActive(context: ChannelHandlerContext) {
@@ -219,7 +224,20 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: outbound
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let bytes = unwrapOutboundIn(data)
+        enqueue(unwrapOutboundIn(data), promise: promise, context: context)
+    }
+
+    /// `write` then `flush` for a caller on this channel's loop that holds the handler (the server's
+    /// fan-out): the same ordering behind earlier writes and the same fail-closed rules, without
+    /// a trip through the handlers above. Ignored once the handler has left its pipeline.
+    public func writeAndFlushDirectly(_ plaintext: ByteBuffer) {
+        guard let context = ownContext else { return }
+        context.eventLoop.preconditionInEventLoop()
+        enqueue(plaintext, promise: nil, context: context)
+        flush(context: context)
+    }
+
+    private func enqueue(_ bytes: ByteBuffer, promise: EventLoopPromise<Void>?, context: ChannelHandlerContext) {
         switch machine.write() {
         case .fail:
             promise?.fail(ChannelError.ioOnClosedChannel)
@@ -242,15 +260,19 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .idle, .handshaking:
             flushRequested = true
         case .active:
-            encryptPending(context: context)
-            writeOutbound(context: context, flush: true)
+            // One writeAndFlush for the records (not a write and then a separate flush).
+            if pendingPlaintext != nil {
+                encryptPending(context: context, flush: true)
+            } else {
+                writeOutbound(context: context, flush: true)
+            }
         case .closing, .closed:
             context.flush()
         }
     }
 
     /// One SSL_write for everything queued since the last flush: few, full records.
-    private func encryptPending(context: ChannelHandlerContext) {
+    private func encryptPending(context: ChannelHandlerContext, flush: Bool = false) {
         guard let connection, let plaintext = pendingPlaintext else { return }
         pendingPlaintext = nil
         let promises = pendingPromises
@@ -260,13 +282,13 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             fail(context: context, error: error)
             return
         }
-        writeOutbound(context: context, flush: false, completing: promises)
+        writeOutbound(context: context, flush: flush, completing: promises)
     }
 
     private func writeOutbound(
         context: ChannelHandlerContext, flush: Bool, completing promises: [EventLoopPromise<Void>] = []
     ) {
-        guard let connection, let ciphertext = connection.takeOutbound(allocator: context.channel.allocator) else {
+        guard let connection, let ciphertext = connection.takeOutbound() else {
             promises.forEach { $0.succeed() }
             if flush { context.flush() }
             return
