@@ -4,7 +4,10 @@
 # (../shared/tools/loadgen) with the same N, S, R and D. Prints a markdown summary with ratios.
 #
 #   scripts/bench.sh                       # defaults below; results in $OUT
-#   N=1000 S=10 R=200 D=10 THREADS=1 IDLE_N=10000 scripts/bench.sh
+#   N=1000 S=10 R=200 D=10 THREADS=1 IDLE_N=10000 FLUSH_SWEEP="20 30 40" scripts/bench.sh
+#
+# Also measured in the same run: Parley's fan-out at each --flush-interval-ms of FLUSH_SWEEP (CPU
+# traded for latency), and OpenSSL's own memory floor per idle connection (scripts/openssl-floor.c).
 #
 # THREADS is Parley's event-loop count: on a 2-core machine shared with the generator, 1 loop is
 # the like-for-like comparison with the single-threaded refsrv and ngircd; THREADS=2 is also run
@@ -16,6 +19,8 @@ LG_SRC=${LG_SRC:-$ROOT/../shared/tools/loadgen}
 OUT=${OUT:-/tmp/parley-bench-$(date +%Y%m%d-%H%M%S)}
 N=${N:-1000} S=${S:-10} R=${R:-200} D=${D:-10} WARM=${WARM:-2}
 THREADS=${THREADS:-1} IDLE_N=${IDLE_N:-10000} HS_D=${HS_D:-10}
+# Parley is also run with these --flush-interval-ms values (the CPU-for-latency trade-off); "" skips.
+FLUSH_SWEEP=${FLUSH_SWEEP-20 30 40}
 PARLEY_PORT=7443 REF_PORT=7444 IRC_PORT=6698
 mkdir -p "$OUT/bin"
 [ -f "$LG_SRC/loadgen.c" ] || { echo "bench: $LG_SRC/loadgen.c not found (set LG_SRC)"; exit 66; }
@@ -31,6 +36,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 echo "== building (release) into $OUT"
 cc -O2 -o "$OUT/bin/loadgen" "$LG_SRC/loadgen.c" -lssl -lcrypto
 cc -O2 -o "$OUT/bin/refsrv" "$LG_SRC/refsrv.c" -lssl -lcrypto
+cc -O2 -o "$OUT/bin/openssl-floor" scripts/openssl-floor.c -lssl -lcrypto
 swift build -c release --product parley-server >/dev/null
 BIN=$(swift build -c release --show-bin-path)
 [ -f "$OUT/certs/server.pem" ] || scripts/gen-certs.sh "$OUT/certs" >/dev/null
@@ -40,11 +46,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f /tmp/ngircd-run/ngircd.pid ] && kill "$(cat /tmp/ngircd-run/ngircd.pid)" 2>/dev/null || true; }
 trap cleanup EXIT
 
-start_parley() { # $1 = threads
+start_parley() { # $1 = threads, $2 = --flush-interval-ms (default 0)
   rm -f "$OUT"/parley.sqlite*
   "$BIN/parley-server" --port $PARLEY_PORT --db "$OUT/parley.sqlite" --cert "$OUT/certs/server.pem" \
     --key "$OUT/certs/server.key" --insecure-hash-cost 10 --max-pending-logins 100000 --timeout 3600 --threads "$1" \
-    --flush-interval-ms "${FLUSH_MS:-0}" --log-level error >"$OUT/parley-$1.log" 2>&1 &
+    --flush-interval-ms "${2:-0}" --log-level error >"$OUT/parley-$1.log" 2>&1 &
   PARLEY_PID=$!; pids+=("$PARLEY_PID"); sleep 1
 }
 stop_parley() { kill "$PARLEY_PID" 2>/dev/null || true; wait "$PARLEY_PID" 2>/dev/null || true; }
@@ -77,7 +83,7 @@ run() { # tag pid outfile args...
 
 FAN=(-n "$N" -s "$S" -r "$R" -d "$D" --warmup "$WARM")
 OPEN=(-n "$N" -s "$S" -r 0 --max-inflight 10 -d "$D" --warmup "$WARM")
-IDLE=(-n "$IDLE_N" -s 1 -r 1 -d 3 --warmup 0 --settle 3 --login-timeout 180)
+IDLE=(-n "$IDLE_N" -s 1 -r 1 -d 3 --warmup 0 --settle "${IDLE_SETTLE:-30}" --login-timeout 180)
 
 "$OUT/bin/refsrv" --port $REF_PORT --cert "$OUT/certs/server.pem" --key "$OUT/certs/server.key" --coalesce \
   --max-seconds 3600 >"$OUT/refsrv.log" 2>&1 &
@@ -93,6 +99,11 @@ for threads in $THREADS ${BOTH_THREADS:+2}; do
   run "parley-t$threads" "$PARLEY_PID" "hs-parley-t$threads" --proto hs --port $PARLEY_PORT -n 16 -d "$HS_D"
   stop_parley
 done
+for ms in $FLUSH_SWEEP; do
+  start_parley "$THREADS" "$ms"
+  run "parley-t$THREADS-f$ms" "$PARLEY_PID" "fanout-parley-t$THREADS-f$ms" "${PARLEY_ARGS[@]}" "${FAN[@]}"
+  stop_parley
+done
 run refsrv "$REF_PID" fanout-refsrv "${REF_ARGS[@]}" "${FAN[@]}"
 run refsrv "$REF_PID" open-refsrv "${REF_ARGS[@]}" "${OPEN[@]}"
 run refsrv "$REF_PID" hs-refsrv --proto hs --port $REF_PORT -n 16 -d "$HS_D"
@@ -102,6 +113,10 @@ start_parley "$THREADS"
 run "parley-t$THREADS" "$PARLEY_PID" "idle-parley" "${PARLEY_ARGS[@]}" "${IDLE[@]}"
 stop_parley
 run ngircd "$IRC_PID" idle-ngircd "${IRC_ARGS[@]}" "${IDLE[@]}"
+# The floor OpenSSL itself sets: heap per idle server connection after a TLS 1.3 handshake.
+echo "== openssl-floor: $OUT/bin/openssl-floor $OUT/certs 10000" | tee "$OUT/openssl-floor.txt"
+"$OUT/bin/openssl-floor" "$OUT/certs" 10000 | tee -a "$OUT/openssl-floor.txt" | grep -v '^RESULT' | sed 's/^/   /'
+grep '^RESULT ' "$OUT/openssl-floor.txt" | sed 's/^RESULT {/{"tag":"openssl","case":"openssl-floor",/' >>"$OUT/results.jsonl"
 
 python3 - "$OUT/results.jsonl" <<'PY' | tee "$OUT/summary.md"
 import json, sys
@@ -125,12 +140,12 @@ print()
 print("| case | server | deliveries/s | p50 ms | p99 ms | lost | dup | server us/delivery | loadgen CPU % |")
 print("|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    if r.get("proto") == "hs" or r["case"].startswith("idle"): continue
+    if r.get("proto") in ("hs", "openssl-floor") or r["case"].startswith("idle"): continue
     print("| %s | %s | %.0f | %.2f | %.2f | %d | %d | %.2f | %.0f |" % (r["case"], r["tag"], r["deliveries_per_s"],
           r["p50_us"]/1e3, r["p99_us"]/1e3, r["lost"], r.get("dup", 0), r["server_cpu_us_per_delivery"],
           100*r["loadgen_cpu_s"]/(r["duration"] or 1)))
 print()
-for t in sorted({r["tag"] for r in rows if r["tag"].startswith("parley")}):
+for t in sorted({r["tag"] for r in rows if r["tag"].startswith("parley") and "-f" not in r["tag"]}):
     f, o, h = "fanout-" + t, "open-" + t, "hs-" + t
     print(f"**{t}** vs refsrv --coalesce / ngircd, same run:")
     print(f"- fan-out CPU-us per delivery: {ratio(g(f,'server_cpu_us_per_delivery'), g('fanout-refsrv','server_cpu_us_per_delivery'))}x refsrv (target <= 1.2), "
@@ -140,5 +155,24 @@ for t in sorted({r["tag"] for r in rows if r["tag"].startswith("parley")}):
     print(f"- handshake CPU-us: {ratio(g(h,'server_cpu_us_per_handshake'), g('hs-refsrv','server_cpu_us_per_handshake'))}x refsrv (target <= 1.2)")
 print(f"- idle KiB per connection: parley {g('idle-parley','kib_per_conn')} vs ngircd {g('idle-ngircd','kib_per_conn')} "
       f"= {ratio(g('idle-parley','kib_per_conn'), g('idle-ngircd','kib_per_conn'))}x (target <= 1.0)")
+floor = g('openssl-floor', 'kib_per_conn')
+if floor:
+    print(f"- OpenSSL's own floor (openssl-floor, heap per idle TLS 1.3 server connection): {floor} KiB "
+          f"= {ratio(floor, g('idle-ngircd','kib_per_conn'))}x ngircd; Parley's part beyond it: "
+          f"{round(g('idle-parley','kib_per_conn') - floor, 1) if g('idle-parley','kib_per_conn') else 'n/a'} KiB")
+sweep = [r for r in rows if "-f" in r["tag"] and r["case"].startswith("fanout")]
+if sweep:
+    print()
+    print("**The flush-delay trade-off** (fan-out, same run; target: CPU <= 0.5x ngircd AND p99 <= 1.2x refsrv):")
+    print()
+    print("| --flush-interval-ms | server us/delivery | vs ngircd | p99 ms | vs refsrv p99 | both met? |")
+    print("|---|---|---|---|---|---|")
+    base = [r for r in rows if r["case"].startswith("fanout-parley") and "-f" not in r["tag"]]
+    for r in base + sweep:
+        ms = r["tag"].split("-f")[1] if "-f" in r["tag"] else "0"
+        c = r["server_cpu_us_per_delivery"] / (g('fanout-ngircd','server_cpu_us_per_delivery') or float('nan'))
+        p = r["p99_us"] / (g('fanout-refsrv','p99_us') or float('nan'))
+        print(f"| {ms} | {r['server_cpu_us_per_delivery']:.2f} | {c:.2f}x | {r['p99_us']/1e3:.1f} | {p:.2f}x | "
+              f"{'yes' if c <= 0.5 and p <= 1.2 else 'no'} |")
 PY
 echo "raw outputs: $OUT"

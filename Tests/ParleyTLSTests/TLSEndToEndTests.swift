@@ -48,6 +48,35 @@ struct TLSEndToEndTests {
         try await server.channel.close()
     }
 
+    @Test("writeAndFlushDirectly keeps its place among pipeline writes, also when made before the handshake")
+    func directWritesKeepOrder() async throws {
+        let certs = try TestCertificates.make()
+        defer { certs.remove() }
+        let server = try await EchoServer.start(context: try certs.serverContext())
+        let (client, seen) = try await connectClient(port: server.port, context: try certs.clientContext())
+        // Queued on the loop right after connecting: the first part usually precedes the handshake.
+        try await client.eventLoop.submit {
+            let tls = try client.pipeline.syncOperations.handler(type: TLSHandler.self)
+            client.write(ByteBuffer(string: "a1,"), promise: nil)
+            tls.writeAndFlushDirectly(ByteBuffer(string: "b1,"))
+            client.write(ByteBuffer(string: "a2,"), promise: nil)
+            client.flush()
+            tls.writeAndFlushDirectly(ByteBuffer(string: "b2,"))
+        }.get()
+        #expect(await eventually { seen.handshakeCompleted })
+        try await client.eventLoop.submit {
+            let tls = try client.pipeline.syncOperations.handler(type: TLSHandler.self)
+            client.write(ByteBuffer(string: "a3,"), promise: nil)
+            tls.writeAndFlushDirectly(ByteBuffer(string: "b3."))
+        }.get()
+        let expected = Array("a1,b1,a2,b2,a3,b3.".utf8)
+        #expect(await eventually { server.seen.bytes.count >= expected.count })
+        #expect(server.seen.bytes == expected)
+        #expect(await eventually { seen.bytes == expected })
+        try await client.close()
+        try await server.channel.close()
+    }
+
     @Test("a client that does not trust the server's CA fails closed and sends nothing")
     func wrongCAFails() async throws {
         let certs = try TestCertificates.make()
