@@ -63,6 +63,7 @@ public final class ChatServer: Sendable {
             store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger)
         let channel: Channel
         do {
+            try await hub.startWakers()
             channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -103,6 +104,7 @@ public final class ChatServer: Sendable {
             }
         }
         _ = try? await EventLoopFuture.andAllComplete(closes, on: group.any()).get()
+        await service.hub.stopWakers()
         try await group.shutdownGracefully()
         try? await service.passwords.shutdown()
         try await service.store.close()

@@ -132,6 +132,15 @@ final class Hub: Sendable {
         return true
     }
 
+    /// Opens each loop's flush waker (see `LoopShard.startWaker`).
+    func startWakers() async throws {
+        for shard in allShards { try await shard.startWaker() }
+    }
+
+    func stopWakers() async {
+        for shard in allShards { await shard.stopWaker() }
+    }
+
     /// Every online session (server shutdown).
     func allSessions() -> [Session] {
         state.withLockedValue { $0.values.map(\.session) }

@@ -60,11 +60,15 @@ public final class TestChatClient: Sendable {
         self.inbox = inbox
     }
 
-    /// Connects over TLS and waits for the server's hello.
-    public static func connect(port: Int, caPath: String, host: String = "localhost") async throws -> TestChatClient {
+    /// Connects over TLS and waits for the server's hello. Tests that run many clients pass their
+    /// own `group`, so their load does not delay the clients of tests running beside them.
+    public static func connect(
+        port: Int, caPath: String, host: String = "localhost",
+        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> TestChatClient {
         let context = try TLSContext(role: .client(trustedCAPath: caPath))
         let inbox = Inbox()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let channel = try await ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(TLSHandler(context: context, serverHostname: host))

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import ParleyCrypto
 import ParleyServer
 
@@ -47,8 +48,8 @@ public final class TestServer: @unchecked Sendable {
     }
 
     /// A connected test client.
-    public func client() async throws -> TestChatClient {
-        try await TestChatClient.connect(port: port, caPath: certs.caPath)
+    public func client(group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> TestChatClient {
+        try await TestChatClient.connect(port: port, caPath: certs.caPath, group: group)
     }
 
     /// A client that is already logged in.
