@@ -78,8 +78,13 @@ final class LoopShard: @unchecked Sendable {
         }
     }
 
-    /// Sessions flushed per step of a pass before the loop may read again.
-    private static let flushStep = 64
+    /// Sessions flushed per step of a pass before the loop may read again: at least 64, and at
+    /// most `maxStepsPerPass` steps, so that input read between steps (which waits in memory
+    /// until its pass ends) stays bounded when a pass is huge, e.g. a storm of logins each
+    /// announced to thousands.
+    private static let minFlushStep = 64
+    private static let maxStepsPerPass = 8
+    private var flushStep = minFlushStep
 
     /// Flushes the dirty sessions, `flushStep` at a time. Between steps the loop reads its
     /// sockets, so a message that arrives during a long pass reaches every session not yet
@@ -97,8 +102,9 @@ final class LoopShard: @unchecked Sendable {
             flushedInPass = 0
             lastFlush = .now()
             swap(&dirty, &flushing)
+            flushStep = max(Self.minFlushStep, (flushing.count + Self.maxStepsPerPass - 1) / Self.maxStepsPerPass)
         }
-        let end = min(flushedInPass + Self.flushStep, flushing.count)
+        let end = min(flushedInPass + flushStep, flushing.count)
         for index in flushedInPass..<end { flushing[index].flushIfDirty() }
         flushedInPass = end
         if flushedInPass < flushing.count {
