@@ -14,4 +14,5 @@
 #include <openssl/x509v3.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <openssl/hmac.h>
 #endif

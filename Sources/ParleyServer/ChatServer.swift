@@ -34,7 +34,8 @@ public final class ChatServer: Sendable {
             try TLSContext(
                 role: .server(
                     certificateChainPath: configuration.certificatePath,
-                    privateKeyPath: configuration.privateKeyPath))
+                    privateKeyPath: configuration.privateKeyPath),
+                recordLayer: configuration.recordLayer)
         }.value
         if configuration.hashParameters.ln < PasswordHasher.Parameters.production.ln {
             logger.warning(

@@ -6,37 +6,94 @@ internal import CParleyShims
 import Glibc
 #endif
 
-/// Per-connection data the C verify callback reads through `SSL_get_app_data`.
-final class PinnedPeer {
-    let fingerprint: [UInt8]
-    init(fingerprint: [UInt8]) { self.fingerprint = fingerprint }
+/// Per-connection data OpenSSL's C callbacks reach through `SSL_get_app_data`: the pinned key
+/// (private sessions) and the application traffic secrets (server connections that hand the
+/// record layer over to `TLS13Records`).
+final class ConnectionHooks {
+    let pin: [UInt8]?
+    var clientTrafficSecret: [UInt8]?
+    var serverTrafficSecret: [UInt8]?
+    init(pin: [UInt8]?) { self.pin = pin }
+
+    func wipe() {
+        clientTrafficSecret?.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+        serverTrafficSecret?.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+        clientTrafficSecret = nil
+        serverTrafficSecret = nil
+    }
 }
 
 /// Trusts exactly one public key: the leaf's SPKI SHA-256 must equal the pin (constant-time compare).
 let pinningVerifyCallback: parley_verify_fn = { _, store in
     guard let store, let ssl = parley_X509_STORE_CTX_get_ssl(store),
-        let raw = parley_SSL_get_app_data(ssl)
+        let raw = parley_SSL_get_app_data(ssl),
+        let pin = Unmanaged<ConnectionHooks>.fromOpaque(raw).takeUnretainedValue().pin
     else { return 0 }
     // A self-signed peer certificate fails CA checks by design; only the leaf's key matters.
     if X509_STORE_CTX_get_error_depth(store) != 0 { return 1 }
-    let pin = Unmanaged<PinnedPeer>.fromOpaque(raw).takeUnretainedValue()
     let presented = spkiFingerprint(ofKey: X509_get0_pubkey(X509_STORE_CTX_get_current_cert(store)))
-    guard presented.count == pin.fingerprint.count, !presented.isEmpty else { return 0 }
-    let same = CRYPTO_memcmp(presented, pin.fingerprint, presented.count) == 0
+    guard presented.count == pin.count, !presented.isEmpty else { return 0 }
+    let same = CRYPTO_memcmp(presented, pin, presented.count) == 0
     if same { X509_STORE_CTX_set_error(store, X509_V_OK) }
     return same ? 1 : 0
 }
 
-/// One OpenSSL `SSL` object driven through two memory BIOs. Every call reports
-/// `incomplete / complete / failed` instead of touching a socket.
+/// Receives the TLS 1.3 application traffic secrets as OpenSSL derives them (the key-log hook is
+/// OpenSSL's only public way to them). They are kept in memory only, never written anywhere.
+let trafficSecretCallback: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void = { ssl, line in
+    guard let ssl, let line, let raw = parley_SSL_get_app_data(ssl) else { return }
+    let hooks = Unmanaged<ConnectionHooks>.fromOpaque(raw).takeUnretainedValue()
+    // "LABEL <client random hex> <secret hex>"
+    let length = strlen(line)
+    let bytes = UnsafeRawBufferPointer(start: line, count: length)
+    guard let firstSpace = bytes.firstIndex(of: 0x20), let lastSpace = bytes.lastIndex(of: 0x20),
+        lastSpace > firstSpace
+    else { return }
+    let label = UnsafeRawBufferPointer(rebasing: bytes[0..<firstSpace])
+    guard let secret = decodeHex(UnsafeRawBufferPointer(rebasing: bytes[(lastSpace + 1)...])) else { return }
+    if label.elementsEqual("CLIENT_TRAFFIC_SECRET_0".utf8) {
+        hooks.clientTrafficSecret = secret
+    } else if label.elementsEqual("SERVER_TRAFFIC_SECRET_0".utf8) {
+        hooks.serverTrafficSecret = secret
+    }
+}
+
+/// Hex without a String in between (the input is a secret).
+private func decodeHex(_ hex: UnsafeRawBufferPointer) -> [UInt8]? {
+    guard hex.count % 2 == 0, hex.count <= 128 else { return nil }
+    func nibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 0x30...0x39: return c - 0x30
+        case 0x61...0x66: return c - 0x61 + 10
+        case 0x41...0x46: return c - 0x41 + 10
+        default: return nil
+        }
+    }
+    var out = [UInt8](repeating: 0, count: hex.count / 2)
+    for i in 0..<out.count {
+        guard let high = nibble(hex[2 * i]), let low = nibble(hex[2 * i + 1]) else { return nil }
+        out[i] = high << 4 | low
+    }
+    return out
+}
+
+/// One TLS connection driven through `ByteBufferBIO`: OpenSSL's `SSL` object for the handshake,
+/// and afterwards either OpenSSL or, on server connections, `TLS13Records` (the `SSL` object is
+/// then freed). Every call reports `incomplete / complete / failed` instead of touching a socket.
 final class TLSConnection {
     enum HandshakeResult { case complete, incomplete, failed(TLSError) }
     enum ReadResult { case data, wantMore, closeNotify, failed(TLSError) }
 
-    private let ssl: OpaquePointer
+    private var ssl: OpaquePointer?
+    private var records: TLS13Records?
     private let io: ByteBufferBIO
-    private let pin: PinnedPeer?
+    private let hooks: ConnectionHooks
+    private var peerClosed = false
     let context: TLSContext
+    /// What the handshake negotiated, kept once the `SSL` object is gone.
+    private(set) var cipherSuite = ""
+    private(set) var protocolVersion = ""
+    private(set) var peerFingerprint: [UInt8]?
 
     init(
         context: TLSContext, serverHostname: String?, pinnedFingerprint: [UInt8]?,
@@ -55,28 +112,25 @@ final class TLSConnection {
         self.ssl = ssl
         self.io = io
         self.context = context
-        if let pinnedFingerprint {
-            let pin = PinnedPeer(fingerprint: pinnedFingerprint)
-            self.pin = pin
-            _ = parley_SSL_set_app_data(ssl, Unmanaged.passUnretained(pin).toOpaque())
-        } else {
-            self.pin = nil
-        }
+        self.hooks = ConnectionHooks(pin: pinnedFingerprint)
+        _ = parley_SSL_set_app_data(ssl, Unmanaged.passUnretained(hooks).toOpaque())
         if context.isServerSide {
             SSL_set_accept_state(ssl)
         } else {
             SSL_set_connect_state(ssl)
             if let host = serverHostname {
-                try configureHostCheck(host)
+                try configureHostCheck(ssl, host)
             }
         }
     }
 
     deinit {
-        SSL_free(ssl)  // frees both BIOs
+        if let ssl { SSL_free(ssl) }  // frees both BIOs
+        records?.wipe()
+        hooks.wipe()
     }
 
-    private func configureHostCheck(_ host: String) throws(TLSError) {
+    private func configureHostCheck(_ ssl: OpaquePointer, _ host: String) throws(TLSError) {
         if isIPAddress(host) {
             guard X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1 else {
                 throw .configuration("cannot verify IP address \(host)")
@@ -88,24 +142,50 @@ final class TLSConnection {
         }
     }
 
-    /// Hands ciphertext from the network to OpenSSL (no copy: OpenSSL reads from this buffer).
+    /// Hands ciphertext from the network over (no copy: it is read from this buffer).
     func receive(_ buffer: inout ByteBuffer) {
         io.receive(&buffer)
     }
 
     func handshake() -> HandshakeResult {
+        guard let ssl else { return .complete }
         ERR_clear_error()
         let rc = SSL_do_handshake(ssl)
-        if rc == 1 { return .complete }
+        if rc == 1 {
+            completeHandshake(ssl)
+            return .complete
+        }
         switch SSL_get_error(ssl, rc) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
             return .incomplete
         default:
-            return .failed(handshakeError())
+            return .failed(handshakeError(ssl))
         }
     }
 
-    private func handshakeError() -> TLSError {
+    private func completeHandshake(_ ssl: OpaquePointer) {
+        protocolVersion = String(cString: SSL_get_version(ssl))
+        let cipher = SSL_get_current_cipher(ssl)
+        cipherSuite = cipher.map { String(cString: SSL_CIPHER_get_name($0)) } ?? ""
+        peerFingerprint = SSL_get0_peer_certificate(ssl).map { spkiFingerprint(ofKey: X509_get0_pubkey($0)) }
+        // Hand the record layer over only in the state it is known in: TLS 1.3 with a suite we
+        // implement, both secrets seen, and nothing OpenSSL has read but not yet returned.
+        guard context.recordLayer == .parley, context.isServerSide, !context.isPeer,
+            let cipher, let suite = RecordSuite(rawValue: UInt16(truncatingIfNeeded: SSL_CIPHER_get_protocol_id(cipher))),
+            SSL_version(ssl) == TLS1_3_VERSION, SSL_has_pending(ssl) == 0,
+            let clientSecret = hooks.clientTrafficSecret, let serverSecret = hooks.serverTrafficSecret,
+            clientSecret.count == suite.hashLength, serverSecret.count == suite.hashLength
+        else {
+            hooks.wipe()
+            return
+        }
+        records = TLS13Records(suite: suite, readSecret: clientSecret, writeSecret: serverSecret)
+        hooks.wipe()
+        SSL_free(ssl)  // the BIOs go with it; `io` keeps any bytes already received or produced
+        self.ssl = nil
+    }
+
+    private func handshakeError(_ ssl: OpaquePointer) -> TLSError {
         let reasons = OpenSSLErrorQueue.drain()
         let verify = SSL_get_verify_result(ssl)
         if verify != Int(X509_V_OK) {
@@ -119,6 +199,8 @@ final class TLSConnection {
 
     /// Decrypts everything available into `buffer`.
     func read(into buffer: inout ByteBuffer) -> ReadResult {
+        if records != nil { return readRecords(into: &buffer) }
+        guard let ssl else { return .failed(.protocolFailure(["connection is closed"])) }
         var gotData = false
         while true {
             ERR_clear_error()
@@ -137,6 +219,7 @@ final class TLSConnection {
             case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
                 return gotData ? .data : .wantMore
             case SSL_ERROR_ZERO_RETURN:
+                peerClosed = true
                 return .closeNotify
             default:
                 let reasons = OpenSSLErrorQueue.drain()
@@ -149,8 +232,57 @@ final class TLSConnection {
         }
     }
 
-    /// Encrypts all of `plaintext`; the ciphertext waits in the output BIO.
+    private func readRecords(into buffer: inout ByteBuffer) -> ReadResult {
+        var gotData = false
+        var reply: [UInt8] = []
+        defer { if !reply.isEmpty { io.writeOutbound(reply) } }
+        while var inbound = io.inbound, !peerClosed {
+            let header = inbound.withUnsafeReadableBytes { TLS13Records.inspect($0) }
+            let length: Int
+            switch header {
+            case .incomplete:
+                return gotData ? .data : .wantMore
+            case .invalid(let alert, let why):
+                return fail(alert, why)
+            case .complete(let n):
+                length = n
+            }
+            var opened = TLS13Records.Opened.nothing
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
+                opened = inbound.withUnsafeReadableBytes { bytes in
+                    records!.open(record: UnsafeRawBufferPointer(rebasing: bytes[0..<length]), into: out, reply: &reply)
+                }
+                if case .data(let n) = opened { return n }
+                return 0
+            }
+            inbound.moveReaderIndex(forwardBy: length)
+            // Drop the reference once consumed, so the socket's buffer is not kept while idle.
+            io.inbound = inbound.readableBytes > 0 ? inbound : nil
+            switch opened {
+            case .data: gotData = true
+            case .nothing: continue
+            case .closeNotify:
+                peerClosed = true
+                return .closeNotify
+            case .failed(let alert, let why):
+                return fail(alert, why)
+            }
+        }
+        return gotData ? .data : .wantMore
+    }
+
+    /// Queues a fatal alert (the handler sends it before closing) and ends the record layer.
+    private func fail(_ alert: TLSAlert?, _ why: String) -> ReadResult {
+        if let alert, records != nil { io.writeOutbound(records!.sealAlert(alert)) }
+        records?.wipe()
+        records = nil
+        return .failed(.protocolFailure([why]))
+    }
+
+    /// Encrypts all of `plaintext`; the ciphertext waits in the output buffer.
     func write(_ plaintext: ByteBuffer) -> TLSError? {
+        if records != nil { return writeRecords(plaintext) }
+        guard let ssl else { return .protocolFailure(["connection is closed"]) }
         var remaining = plaintext
         while remaining.readableBytes > 0 {
             ERR_clear_error()
@@ -165,40 +297,50 @@ final class TLSConnection {
         return nil
     }
 
+    private func writeRecords(_ plaintext: ByteBuffer) -> TLSError? {
+        guard plaintext.readableBytes > 0 else { return nil }
+        if records!.writeKeyExpired { io.writeOutbound(records!.rotateWriteKey()) }
+        let sealed = io.appendOutbound(maximumBytes: TLS13Records.sealedLength(plaintext.readableBytes)) { out in
+            plaintext.withUnsafeReadableBytes { records!.seal($0, into: out) }
+        }
+        return sealed ? nil : .protocolFailure(OpenSSLErrorQueue.drain().nonEmpty ?? ["record encryption failed"])
+    }
+
     /// Queues our close_notify. Returns true when the peer's close_notify was already seen.
     @discardableResult
     func shutdown() -> Bool {
+        if records != nil {
+            io.writeOutbound(records!.sealAlert(.closeNotify))
+            return peerClosed
+        }
+        guard let ssl else { return peerClosed }
         ERR_clear_error()
         let rc = SSL_shutdown(ssl)
         _ = OpenSSLErrorQueue.drain()
         return rc == 1
     }
 
-    /// Takes the ciphertext OpenSSL produced, if any.
+    /// Takes the ciphertext produced so far, if any.
     func takeOutbound() -> ByteBuffer? {
         io.takeOutbound()
     }
 
-    /// The negotiated suite, for logs and tests.
-    var cipherSuite: String {
-        guard let cipher = SSL_get_current_cipher(ssl) else { return "" }
-        return String(cString: SSL_CIPHER_get_name(cipher))
-    }
-
-    /// The negotiated version string (always "TLSv1.3" under Parley's policy).
-    var protocolVersion: String { String(cString: SSL_get_version(ssl)) }
-
-    /// SHA-256 of the peer's SubjectPublicKeyInfo, if it presented a certificate.
-    var peerFingerprint: [UInt8]? {
-        guard let cert = SSL_get0_peer_certificate(ssl) else { return nil }
-        return spkiFingerprint(ofKey: X509_get0_pubkey(cert))
-    }
-
-    /// Keying material bound to this session (RFC 8446 exporter), e.g. for a safety code.
+    /// Keying material bound to this session (RFC 8446 exporter), e.g. for a safety code. Only
+    /// while OpenSSL still holds the session (private sessions always do).
     func exportKeyingMaterial(label: String, length: Int) -> [UInt8]? {
+        guard let ssl else { return nil }
         var out = [UInt8](repeating: 0, count: length)
         let rc = SSL_export_keying_material(ssl, &out, length, label, label.utf8.count, nil, 0, 0)
         return rc == 1 ? out : nil
+    }
+
+    /// Whether `TLS13Records` carries this connection's records (tests and logs).
+    var usesParleyRecordLayer: Bool { records != nil }
+
+    /// Asks OpenSSL to send a KeyUpdate requesting one back (tests of the server's record layer).
+    func requestKeyUpdate() -> Bool {
+        guard let ssl else { return false }
+        return SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) == 1
     }
 }
 

@@ -11,6 +11,8 @@ public struct TLSSessionInfo: Sendable, Equatable {
     public var peerFingerprint: [UInt8]?
     /// 32 bytes from the TLS exporter, identical on both ends of one session (private-session safety codes).
     public var exportedSecret: [UInt8]?
+    /// Who protects this connection's records from now on.
+    public var recordLayer: TLSRecordLayer
 }
 
 /// Events the TLS handler sends down the pipeline.
@@ -158,7 +160,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 peerFingerprint: connection.peerFingerprint,
                 // Only private sessions show a safety code; the exporter costs an HKDF per handshake.
                 exportedSecret: tlsContext.isPeer
-                    ? connection.exportKeyingMaterial(label: Self.exporterLabel, length: 32) : nil)
+                    ? connection.exportKeyingMaterial(label: Self.exporterLabel, length: 32) : nil,
+                recordLayer: connection.usesParleyRecordLayer ? .parley : .openssl)
             context.fireUserInboundEventTriggered(TLSEvent.handshakeCompleted(info))
             // Writes made before the peer was verified go out only now.
             if pendingPlaintext != nil { encryptPending(context: context) }
@@ -344,6 +347,12 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     // MARK: failure
+
+    /// Makes OpenSSL send a KeyUpdate that asks the peer for one back, with the next write
+    /// (tests of the server's record layer). False once OpenSSL no longer holds the connection.
+    func requestKeyUpdate() -> Bool {
+        connection?.requestKeyUpdate() ?? false
+    }
 
     private func fail(context: ChannelHandlerContext, error: TLSError) {
         guard machine.failed() else { return }

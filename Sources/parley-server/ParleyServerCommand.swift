@@ -73,6 +73,13 @@ struct Serve: AsyncParsableCommand {
         help: ArgumentHelp("Logins waiting for a password hash beyond which new ones are refused.", valueName: "N"))
     var maxPendingLogins: Int = 256
 
+    @Option(
+        name: .customLong("tls-records"),
+        help: ArgumentHelp(
+            "After the handshake, records are protected by 'parley' (frees OpenSSL's per-connection state) or 'openssl'.",
+            valueName: "LAYER"))
+    var tlsRecords: String = "parley"
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -92,6 +99,9 @@ struct Serve: AsyncParsableCommand {
         if let threads, !(1...64).contains(threads) { throw ValidationError("--threads must be 1-64") }
         guard (0...1000).contains(flushIntervalMs) else { throw ValidationError("--flush-interval-ms must be 0-1000") }
         guard (1...1_000_000).contains(maxPendingLogins) else { throw ValidationError("--max-pending-logins must be 1-1000000") }
+        guard ["parley", "openssl"].contains(tlsRecords) else {
+            throw ValidationError("--tls-records must be 'parley' or 'openssl', got '\(tlsRecords)'")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
@@ -121,6 +131,7 @@ struct Serve: AsyncParsableCommand {
         if let threads { config.eventLoopThreads = threads }
         config.minFlushInterval = .milliseconds(Int64(flushIntervalMs))
         config.maxPendingHashes = maxPendingLogins
+        config.recordLayer = tlsRecords == "openssl" ? .openssl : .parley
 
         let server: ChatServer
         do {

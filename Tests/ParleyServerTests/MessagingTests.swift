@@ -139,7 +139,8 @@ struct MessagingTests {
 
     @Test("inactivity logs a user out; commands (including 'active') reset the timer, incoming messages do not")
     func idleTimeout() async throws {
-        try await withTestServer({ $0.idleTimeout = .milliseconds(1500) }) { server in
+        // 3 s: the suite runs in parallel on two cores, and a login can take over a second then.
+        try await withTestServer({ $0.idleTimeout = .seconds(3) }) { server in
             let alice = try await server.loggedIn("alice")
             let bob = try await server.loggedIn("bob")
             for _ in 0..<4 {
@@ -149,11 +150,11 @@ struct MessagingTests {
             }
             #expect(!alice.isClosed)
             // bob keeps sending, alice only receives: alice times out, bob does not.
-            for _ in 0..<7 {
+            for _ in 0..<12 {
                 try await Task.sleep(for: .milliseconds(300))
                 _ = try? await bob.request(.broadcast(text: "ping"))
             }
-            #expect(await alice.next(timeout: 3) { $0 == .loggedOut(reason: .timeout) } != nil)
+            #expect(await alice.next(timeout: 4) { $0 == .loggedOut(reason: .timeout) } != nil)
             #expect(await alice.waitForClose())
             #expect(!bob.isClosed)
         }
