@@ -191,7 +191,8 @@ struct TLS13Records {
         return Array(out[0..<(n ?? 0)])
     }
 
-    private mutating func sealRecord(
+    /// Seals one record of `type` (internal for the fuzzer, which seals arbitrary inner plaintext).
+    mutating func sealRecord(
         type: UInt8, _ content: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, at start: Int
     ) -> Int? {
         let bodyLength = content.count + 1 + RecordSuite.tagLength

@@ -129,6 +129,11 @@ public final class TLSContext: @unchecked Sendable {
         }
     }
 
+    /// Narrows the TLS 1.3 suites this context offers (tests of each suite); true on success.
+    func restrictCipherSuites(_ suites: String) -> Bool {
+        SSL_CTX_set_ciphersuites(raw, suites) == 1
+    }
+
     var isPeer: Bool {
         if case .peer = role { return true }
         return false
