@@ -149,7 +149,7 @@ for r in rows:
           r["p50_us"]/1e3, r["p99_us"]/1e3, r["lost"], r.get("dup", 0), r["server_cpu_us_per_delivery"],
           100*r["loadgen_cpu_s"]/(r["duration"] or 1)))
 print()
-for t in sorted({r["tag"] for r in rows if r["tag"].startswith("parley") and "-f" not in r["tag"]}):
+for t in sorted({r["tag"] for r in rows if r["tag"].startswith("parley") and r["case"] == "fanout-" + r["tag"] and "-f" not in r["tag"]}):
     f, o, h = "fanout-" + t, "open-" + t, "hs-" + t
     print(f"**{t}** vs refsrv --coalesce / ngircd, same run:")
     print(f"- fan-out CPU-us per delivery: {ratio(g(f,'server_cpu_us_per_delivery'), g('fanout-refsrv','server_cpu_us_per_delivery'))}x refsrv (target <= 1.2), "

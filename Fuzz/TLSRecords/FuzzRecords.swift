@@ -14,8 +14,8 @@ private func suite(_ selector: UInt8) -> RecordSuite {
 private func keys(_ suite: RecordSuite) -> (reader: TLS13Records, writer: TLS13Records) {
     let c = Array(clientSecret.prefix(suite.hashLength))
     let s = Array(serverSecret.prefix(suite.hashLength))
-    return (TLS13Records(suite: suite, readSecret: c, writeSecret: s),
-            TLS13Records(suite: suite, readSecret: s, writeSecret: c))
+    return (TLS13Records(suite: suite, readSecret: c, writeSecret: s)!,
+            TLS13Records(suite: suite, readSecret: s, writeSecret: c)!)
 }
 
 /// Opens records from `stream` until it runs out or one fails; returns the data opened.

@@ -14,5 +14,4 @@
 #include <openssl/x509v3.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
-#include <openssl/hmac.h>
 #endif

@@ -36,8 +36,7 @@ private enum Algorithms {
         EVP_CIPHER_fetch(nil, "AES-256-GCM", nil)!,
         EVP_CIPHER_fetch(nil, "ChaCha20-Poly1305", nil)!,
     ]
-    nonisolated(unsafe) static let sha256: OpaquePointer = EVP_MD_fetch(nil, "SHA256", nil)!
-    nonisolated(unsafe) static let sha384: OpaquePointer = EVP_MD_fetch(nil, "SHA384", nil)!
+    nonisolated(unsafe) static let hmac: OpaquePointer = EVP_MAC_fetch(nil, "HMAC", nil)!
 }
 
 /// One EVP context per suite and direction per thread, re-keyed for each record. Keeping a
@@ -45,7 +44,13 @@ private enum Algorithms {
 /// ~0.25 µs per record, and records are per flush, not per message.
 private final class ThreadContexts {
     var contexts = [OpaquePointer?](repeating: nil, count: 6)
-    deinit { for context in contexts { EVP_CIPHER_CTX_free(context) } }
+    /// HMAC-SHA256 and HMAC-SHA384, re-keyed per use (a one-shot `HMAC()` fetches and sets up
+    /// everything anew: three times the cost, four times per handshake).
+    var macs = [OpaquePointer?](repeating: nil, count: 2)
+    deinit {
+        for context in contexts { EVP_CIPHER_CTX_free(context) }
+        for mac in macs { EVP_MAC_CTX_free(mac) }
+    }
 
     static func current() -> ThreadContexts {
         if let raw = pthread_getspecific(key) {
@@ -63,6 +68,18 @@ private final class ThreadContexts {
         }
         return key
     }()
+
+    func mac(sha384: Bool) -> OpaquePointer {
+        let slot = sha384 ? 1 : 0
+        if let mac = macs[slot] { return mac }
+        let mac = EVP_MAC_CTX_new(Algorithms.hmac)!
+        let digest = strdup(sha384 ? "SHA384" : "SHA256")
+        defer { free(digest) }
+        var params = [OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()]
+        _ = EVP_MAC_CTX_set_params(mac, &params)
+        macs[slot] = mac
+        return mac
+    }
 
     func context(_ suite: RecordSuite, encrypt: Bool) -> OpaquePointer {
         let slot = suite.index * 2 + (encrypt ? 0 : 1)
@@ -83,18 +100,25 @@ struct TrafficKeys {
     private(set) var iv: [UInt8]
     private(set) var sequence: UInt64 = 0
 
-    init(suite: RecordSuite, secret: [UInt8]) {
+    /// Nil when OpenSSL fails to derive the keys (never encrypt under a key that was not derived).
+    init?(suite: RecordSuite, secret: [UInt8]) {
+        guard let key = hkdfExpandLabel(suite: suite, secret: secret, label: "key", length: suite.keyLength),
+            let iv = hkdfExpandLabel(suite: suite, secret: secret, label: "iv", length: RecordSuite.ivLength)
+        else { return nil }
         self.suite = suite
         self.secret = secret
-        self.key = hkdfExpandLabel(suite: suite, secret: secret, label: "key", length: suite.keyLength)
-        self.iv = hkdfExpandLabel(suite: suite, secret: secret, label: "iv", length: RecordSuite.ivLength)
+        self.key = key
+        self.iv = iv
     }
 
-    /// The next generation of keys (RFC 8446 §7.2, "traffic upd").
-    mutating func update() {
-        let next = hkdfExpandLabel(suite: suite, secret: secret, label: "traffic upd", length: suite.hashLength)
+    /// Moves to the next generation of keys (RFC 8446 §7.2, "traffic upd"); false if that failed.
+    mutating func update() -> Bool {
+        guard let nextSecret = hkdfExpandLabel(suite: suite, secret: secret, label: "traffic upd", length: suite.hashLength),
+            let next = TrafficKeys(suite: suite, secret: nextSecret)
+        else { return false }
         wipe()
-        self = TrafficKeys(suite: suite, secret: next)
+        self = next
+        return true
     }
 
     /// Overwrites the key material (best effort: Swift may have copied it before).
@@ -186,17 +210,18 @@ struct TrafficKeys {
 
 /// HKDF-Expand-Label (RFC 8446 §7.1) with an empty context, for outputs no longer than the hash:
 /// HKDF-Expand is then one HMAC over the label and the counter byte 1 (RFC 5869 §2.3).
-func hkdfExpandLabel(suite: RecordSuite, secret: [UInt8], label: String, length: Int) -> [UInt8] {
+func hkdfExpandLabel(suite: RecordSuite, secret: [UInt8], label: String, length: Int) -> [UInt8]? {
     precondition(length <= suite.hashLength)
     let fullLabel = Array("tls13 \(label)".utf8)
     var info: [UInt8] = [UInt8(length >> 8), UInt8(length & 0xff), UInt8(fullLabel.count)]
     info += fullLabel
     info += [0, 1]  // empty context, then HKDF's counter
     var out = [UInt8](repeating: 0, count: 64)
-    var outLength: UInt32 = 0
-    let md = suite == .aes256GCM ? Algorithms.sha384 : Algorithms.sha256
-    _ = HMAC(md, secret, Int32(secret.count), info, info.count, &out, &outLength)
-    let result = Array(out[0..<length])
-    out.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
-    return result
+    var outLength = 0
+    let mac = ThreadContexts.current().mac(sha384: suite == .aes256GCM)
+    defer { out.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) } }
+    guard EVP_MAC_init(mac, secret, secret.count, nil) == 1, EVP_MAC_update(mac, info, info.count) == 1,
+        EVP_MAC_final(mac, &out, &outLength, out.count) == 1, outLength == suite.hashLength
+    else { return nil }
+    return Array(out[0..<length])
 }

@@ -35,9 +35,13 @@ struct TLS13Records {
     private var read: TrafficKeys
     private var write: TrafficKeys
 
-    init(suite: RecordSuite, readSecret: [UInt8], writeSecret: [UInt8]) {
-        read = TrafficKeys(suite: suite, secret: readSecret)
-        write = TrafficKeys(suite: suite, secret: writeSecret)
+    /// Nil when the keys cannot be derived (the caller then keeps OpenSSL's record layer).
+    init?(suite: RecordSuite, readSecret: [UInt8], writeSecret: [UInt8]) {
+        guard let read = TrafficKeys(suite: suite, secret: readSecret),
+            let write = TrafficKeys(suite: suite, secret: writeSecret)
+        else { return nil }
+        self.read = read
+        self.write = write
     }
 
     mutating func wipe() {
@@ -136,12 +140,15 @@ struct TLS13Records {
             else { return .failed(.unexpectedMessage, "unexpected post-handshake message") }
             let request = bytes[offset + 4]
             guard request <= 1 else { return .failed(.decodeError, "malformed KeyUpdate") }
-            read.update()
+            guard read.update() else { return .failed(.internalError, "KeyUpdate derivation failed") }
             replyRequested = replyRequested || request == 1
             offset += 5
         }
         // One answering KeyUpdate covers any number of requests (§4.6.3).
-        if replyRequested { reply += rotateWriteKey() }
+        if replyRequested {
+            guard let update = rotateWriteKey() else { return .failed(.internalError, "KeyUpdate derivation failed") }
+            reply += update
+        }
         return .nothing
     }
 
@@ -177,9 +184,10 @@ struct TLS13Records {
     }
 
     /// Sends KeyUpdate(update_not_requested) under the current key, then switches to the next.
-    mutating func rotateWriteKey() -> [UInt8] {
+    /// Nil if the next key cannot be derived: the connection must end then.
+    mutating func rotateWriteKey() -> [UInt8]? {
         let record = sealControl(type: Self.handshake, [Self.keyUpdate, 0, 0, 1, 0])
-        write.update()
+        guard !record.isEmpty, write.update() else { return nil }
         return record
     }
 

@@ -174,12 +174,13 @@ final class TLSConnection {
             let cipher, let suite = RecordSuite(rawValue: UInt16(truncatingIfNeeded: SSL_CIPHER_get_protocol_id(cipher))),
             SSL_version(ssl) == TLS1_3_VERSION, SSL_has_pending(ssl) == 0,
             let clientSecret = hooks.clientTrafficSecret, let serverSecret = hooks.serverTrafficSecret,
-            clientSecret.count == suite.hashLength, serverSecret.count == suite.hashLength
+            clientSecret.count == suite.hashLength, serverSecret.count == suite.hashLength,
+            let records = TLS13Records(suite: suite, readSecret: clientSecret, writeSecret: serverSecret)
         else {
             hooks.wipe()
             return
         }
-        records = TLS13Records(suite: suite, readSecret: clientSecret, writeSecret: serverSecret)
+        self.records = records
         hooks.wipe()
         SSL_free(ssl)  // the BIOs go with it; `io` keeps any bytes already received or produced
         self.ssl = nil
@@ -299,7 +300,10 @@ final class TLSConnection {
 
     private func writeRecords(_ plaintext: ByteBuffer) -> TLSError? {
         guard plaintext.readableBytes > 0 else { return nil }
-        if records!.writeKeyExpired { io.writeOutbound(records!.rotateWriteKey()) }
+        if records!.writeKeyExpired {
+            guard let update = records!.rotateWriteKey() else { return .protocolFailure(["KeyUpdate derivation failed"]) }
+            io.writeOutbound(update)
+        }
         let sealed = io.appendOutbound(maximumBytes: TLS13Records.sealedLength(plaintext.readableBytes)) { out in
             plaintext.withUnsafeReadableBytes { records!.seal($0, into: out) }
         }
