@@ -49,11 +49,15 @@ let trafficSecretCallback: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?
     guard let firstSpace = bytes.firstIndex(of: 0x20), let lastSpace = bytes.lastIndex(of: 0x20),
         lastSpace > firstSpace
     else { return }
+    // OpenSSL logs five secrets per handshake; only the two application traffic secrets are kept.
     let label = UnsafeRawBufferPointer(rebasing: bytes[0..<firstSpace])
-    guard let secret = decodeHex(UnsafeRawBufferPointer(rebasing: bytes[(lastSpace + 1)...])) else { return }
-    if label.elementsEqual("CLIENT_TRAFFIC_SECRET_0".utf8) {
+    let isClient = label.elementsEqual("CLIENT_TRAFFIC_SECRET_0".utf8)
+    guard isClient || label.elementsEqual("SERVER_TRAFFIC_SECRET_0".utf8),
+        let secret = decodeHex(UnsafeRawBufferPointer(rebasing: bytes[(lastSpace + 1)...]))
+    else { return }
+    if isClient {
         hooks.clientTrafficSecret = secret
-    } else if label.elementsEqual("SERVER_TRAFFIC_SECRET_0".utf8) {
+    } else {
         hooks.serverTrafficSecret = secret
     }
 }
