@@ -31,12 +31,16 @@ enum RecordSuite: UInt16, Sendable {
 /// Algorithms fetched once per process: fetched objects are immutable and shared by all threads
 /// (a per-call implicit fetch costs a provider look-up each time).
 private enum Algorithms {
-    nonisolated(unsafe) static let ciphers: [OpaquePointer] = [
-        EVP_CIPHER_fetch(nil, "AES-128-GCM", nil)!,
-        EVP_CIPHER_fetch(nil, "AES-256-GCM", nil)!,
-        EVP_CIPHER_fetch(nil, "ChaCha20-Poly1305", nil)!,
+    // Optional: a provider set without one of them (e.g. FIPS-only) makes the server keep
+    // OpenSSL's record layer for that suite instead of failing.
+    nonisolated(unsafe) static let ciphers: [OpaquePointer?] = [
+        EVP_CIPHER_fetch(nil, "AES-128-GCM", nil),
+        EVP_CIPHER_fetch(nil, "AES-256-GCM", nil),
+        EVP_CIPHER_fetch(nil, "ChaCha20-Poly1305", nil),
     ]
-    nonisolated(unsafe) static let hmac: OpaquePointer = EVP_MAC_fetch(nil, "HMAC", nil)!
+    nonisolated(unsafe) static let hmac: OpaquePointer? = EVP_MAC_fetch(nil, "HMAC", nil)
+
+    static func available(_ suite: RecordSuite) -> Bool { ciphers[suite.index] != nil && hmac != nil }
 }
 
 /// One EVP context per suite and direction per thread, re-keyed for each record. Keeping a
@@ -72,7 +76,7 @@ private final class ThreadContexts {
     func mac(sha384: Bool) -> OpaquePointer {
         let slot = sha384 ? 1 : 0
         if let mac = macs[slot] { return mac }
-        let mac = EVP_MAC_CTX_new(Algorithms.hmac)!
+        let mac = EVP_MAC_CTX_new(Algorithms.hmac!)!
         let digest = strdup(sha384 ? "SHA384" : "SHA256")
         defer { free(digest) }
         var params = [OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()]
@@ -100,9 +104,11 @@ struct TrafficKeys {
     private(set) var iv: [UInt8]
     private(set) var sequence: UInt64 = 0
 
-    /// Nil when OpenSSL fails to derive the keys (never encrypt under a key that was not derived).
+    /// Nil when OpenSSL lacks the suite or fails to derive the keys (never encrypt under a key
+    /// that was not derived).
     init?(suite: RecordSuite, secret: [UInt8]) {
-        guard let key = hkdfExpandLabel(suite: suite, secret: secret, label: "key", length: suite.keyLength),
+        guard Algorithms.available(suite),
+            let key = hkdfExpandLabel(suite: suite, secret: secret, label: "key", length: suite.keyLength),
             let iv = hkdfExpandLabel(suite: suite, secret: secret, label: "iv", length: RecordSuite.ivLength)
         else { return nil }
         self.suite = suite
