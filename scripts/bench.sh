@@ -37,7 +37,7 @@ echo "== building (release) into $OUT"
 cc -O2 -o "$OUT/bin/loadgen" "$LG_SRC/loadgen.c" -lssl -lcrypto
 cc -O2 -o "$OUT/bin/refsrv" "$LG_SRC/refsrv.c" -lssl -lcrypto
 cc -O2 -o "$OUT/bin/openssl-floor" scripts/openssl-floor.c -lssl -lcrypto
-swift build -c release --product parley-server >/dev/null
+swift build -c release --product parley-server >"$OUT/build.log" 2>&1 || { cat "$OUT/build.log"; exit 1; }
 BIN=$(swift build -c release --show-bin-path)
 [ -f "$OUT/certs/server.pem" ] || scripts/gen-certs.sh "$OUT/certs" >/dev/null
 LG="$OUT/bin/loadgen"
