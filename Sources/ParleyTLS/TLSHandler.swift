@@ -346,13 +346,13 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    // MARK: failure
-
     /// Makes OpenSSL send a KeyUpdate that asks the peer for one back, with the next write
     /// (tests of the server's record layer). False once OpenSSL no longer holds the connection.
     func requestKeyUpdate() -> Bool {
         connection?.requestKeyUpdate() ?? false
     }
+
+    // MARK: failure
 
     private func fail(context: ChannelHandlerContext, error: TLSError) {
         guard machine.failed() else { return }
