@@ -22,14 +22,13 @@ private func keys(_ suite: RecordSuite) -> (reader: TLS13Records, writer: TLS13R
 private func drain(_ reader: inout TLS13Records, _ stream: UnsafeRawBufferPointer) -> (data: Int, last: TLS13Records.Opened?) {
     var offset = 0
     var data = 0
-    var reply: [UInt8] = []
     while offset < stream.count {
         let rest = UnsafeRawBufferPointer(rebasing: stream[offset...])
         guard case .complete(let length) = TLS13Records.inspect(rest) else { return (data, nil) }
         precondition(length <= rest.count && length <= TLS13Records.headerLength + TLS13Records.maxCiphertext)
         var out = [UInt8](repeating: 0, count: length)
         let opened = out.withUnsafeMutableBytes {
-            reader.open(record: UnsafeRawBufferPointer(rebasing: rest[0..<length]), into: $0, reply: &reply)
+            reader.open(record: UnsafeRawBufferPointer(rebasing: rest[0..<length]), into: $0)
         }
         offset += length
         switch opened {
@@ -71,6 +70,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         precondition(opened.data == content.count && (content.count > 0 || opened.last == nil))
     } else if type == 21 {
         precondition(opened.data == 0 && (content.count == 2 || opened.last == .failed(.decodeError, "malformed alert")))
+    } else if type == 22 {
+        // Only one well-formed KeyUpdate, alone in its record, is accepted.
+        let c = Array(content)
+        let valid = c.count == 5 && c[0] == 24 && c[1] == 0 && c[2] == 0 && c[3] == 1 && c[4] <= 1
+        precondition(opened.data == 0 && (opened.last == nil) == valid)
+        precondition(reader.keyUpdateOwed == (valid && c[4] == 1))
     } else if type != 0 {
         precondition(opened.data == 0)
     }

@@ -131,6 +131,7 @@ struct TrafficKeys {
     mutating func wipe() {
         secret.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
         key.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+        iv.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
     }
 
     /// Runs `body` with the per-record nonce: the IV XOR the 64-bit sequence number, left-padded
@@ -180,12 +181,22 @@ struct TrafficKeys {
 
     /// Opens `ciphertext` (body then tag) authenticated with `header` into `output` (at least
     /// `ciphertext.count - tagLength` bytes). Returns the plaintext length, or nil when the
-    /// record does not authenticate; nothing in `output` may be used then.
+    /// record does not authenticate; the unverified plaintext is then wiped from `output`.
     mutating func open(
         header: UnsafeRawBufferPointer, ciphertext: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer
     ) -> Int? {
         let bodyLength = ciphertext.count - RecordSuite.tagLength
         guard bodyLength >= 0 else { return nil }
+        precondition(output.count >= bodyLength)
+        let opened = decrypt(header: header, ciphertext: ciphertext, bodyLength: bodyLength, into: output)
+        if opened == nil { OPENSSL_cleanse(output.baseAddress, bodyLength) }
+        return opened
+    }
+
+    private mutating func decrypt(
+        header: UnsafeRawBufferPointer, ciphertext: UnsafeRawBufferPointer, bodyLength: Int,
+        into output: UnsafeMutableRawBufferPointer
+    ) -> Int? {
         let context = ThreadContexts.current().context(suite, encrypt: false)
         var length: Int32 = 0
         var total = 0
@@ -225,7 +236,12 @@ func hkdfExpandLabel(suite: RecordSuite, secret: [UInt8], label: String, length:
     var out = [UInt8](repeating: 0, count: 64)
     var outLength = 0
     let mac = ThreadContexts.current().mac(sha384: suite == .aes256GCM)
-    defer { out.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) } }
+    defer {
+        out.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+        // The keyed context would let the next secret be derived: leave it keyed with zeros.
+        let zeros = [UInt8](repeating: 0, count: 32)
+        _ = EVP_MAC_init(mac, zeros, zeros.count, nil)
+    }
     guard EVP_MAC_init(mac, secret, secret.count, nil) == 1, EVP_MAC_update(mac, info, info.count) == 1,
         EVP_MAC_final(mac, &out, &outLength, out.count) == 1, outLength == suite.hashLength
     else { return nil }

@@ -10,6 +10,7 @@ enum TLSAlert: UInt8, Sendable {
     case unexpectedMessage = 10
     case badRecordMAC = 20
     case recordOverflow = 22
+    case illegalParameter = 47
     case decodeError = 50
     case internalError = 80
     case userCanceled = 90
@@ -34,6 +35,9 @@ struct TLS13Records {
 
     private var read: TrafficKeys
     private var write: TrafficKeys
+    /// The peer asked for our KeyUpdate: it goes out before our next application data (§4.6.3),
+    /// once however many requests came (so requests cannot pile up replies).
+    private(set) var keyUpdateOwed = false
 
     /// Nil when the keys cannot be derived (the caller then keeps OpenSSL's record layer).
     init?(suite: RecordSuite, readSecret: [UInt8], writeSecret: [UInt8]) {
@@ -91,10 +95,9 @@ struct TLS13Records {
     }
 
     /// Opens one whole record (as `inspect` measured it) into `output`, which must hold at least
-    /// the record's length. Bytes to send in reply (our KeyUpdate) are appended to `reply`.
-    mutating func open(
-        record: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, reply: inout [UInt8]
-    ) -> Opened {
+    /// the record's length.
+    mutating func open(record: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Opened {
+        precondition(record.count > Self.headerLength && output.count >= record.count - Self.headerLength)
         guard read.sequence < UInt64.max else { return .failed(.unexpectedMessage, "read sequence exhausted") }
         let header = UnsafeRawBufferPointer(rebasing: record[0..<Self.headerLength])
         let body = UnsafeRawBufferPointer(rebasing: record[Self.headerLength...])
@@ -122,51 +125,54 @@ struct TLS13Records {
                 return .failed(nil, "peer sent alert \(description)")
             }
         case Self.handshake:
-            return handshakeMessages(UnsafeRawBufferPointer(rebasing: output[0..<content]), reply: &reply)
+            return keyUpdate(UnsafeRawBufferPointer(rebasing: output[0..<content]))
         default:
             return .failed(.unexpectedMessage, "unexpected content type \(type)")
         }
     }
 
     /// Post-handshake messages: only KeyUpdate is acceptable from a client that was offered
-    /// neither tickets nor post-handshake authentication. A message split across records is refused.
-    private mutating func handshakeMessages(_ bytes: UnsafeRawBufferPointer, reply: inout [UInt8]) -> Opened {
-        guard !bytes.isEmpty else { return .failed(.unexpectedMessage, "empty handshake record") }
-        var offset = 0
-        var replyRequested = false
-        while offset < bytes.count {
-            guard bytes.count - offset >= 5, bytes[offset] == Self.keyUpdate,
-                bytes[offset + 1] == 0, bytes[offset + 2] == 0, bytes[offset + 3] == 1
-            else { return .failed(.unexpectedMessage, "unexpected post-handshake message") }
-            let request = bytes[offset + 4]
-            guard request <= 1 else { return .failed(.decodeError, "malformed KeyUpdate") }
-            guard read.update() else { return .failed(.internalError, "KeyUpdate derivation failed") }
-            replyRequested = replyRequested || request == 1
-            offset += 5
+    /// neither tickets nor post-handshake authentication, and it must end its record (§5.1): so a
+    /// handshake record holds exactly one KeyUpdate, or the connection ends.
+    private mutating func keyUpdate(_ bytes: UnsafeRawBufferPointer) -> Opened {
+        guard bytes.count >= 4, bytes[0] == Self.keyUpdate else {
+            return .failed(.unexpectedMessage, "unexpected post-handshake message")
         }
-        // One answering KeyUpdate covers any number of requests (§4.6.3).
-        if replyRequested {
-            guard let update = rotateWriteKey() else { return .failed(.internalError, "KeyUpdate derivation failed") }
-            reply += update
+        guard bytes[1] == 0, bytes[2] == 0, bytes[3] == 1, bytes.count >= 5 else {
+            return .failed(.decodeError, "malformed KeyUpdate")
         }
+        guard bytes.count == 5 else { return .failed(.unexpectedMessage, "data after a KeyUpdate in its record") }
+        guard bytes[4] <= 1 else { return .failed(.illegalParameter, "KeyUpdate request_update \(bytes[4])") }
+        guard read.update() else { return .failed(.internalError, "KeyUpdate derivation failed") }
+        if bytes[4] == 1 { keyUpdateOwed = true }
         return .nothing
     }
 
     // MARK: outbound
 
-    /// The most bytes `seal` writes for `count` bytes of plaintext.
+    /// A KeyUpdate record: header, 4-byte message header, 1-byte request, type byte, tag.
+    static let keyUpdateRecordLength = overhead + 5
+
+    /// The most bytes `seal` writes for `count` bytes of plaintext (room for a KeyUpdate included).
     static func sealedLength(_ count: Int) -> Int {
         let records = max(1, (count + maxPlaintext - 1) / maxPlaintext)
-        return count + records * overhead
+        return count + records * overhead + keyUpdateRecordLength
     }
 
-    /// Whether the write key is due for rotation (call `rotateWriteKey` before sealing more).
+    /// Whether our write key is due for rotation.
     var writeKeyExpired: Bool { write.sequence >= Self.writeKeyLifetime }
 
     /// Seals `plaintext` as application data in full records into `output` (at least
-    /// `sealedLength(plaintext.count)` bytes). Returns the bytes written, or nil on failure.
+    /// `sealedLength(plaintext.count)` bytes), after a KeyUpdate when one is owed or our key is
+    /// old. Returns the bytes written, or nil on failure.
     mutating func seal(_ plaintext: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Int? {
+        precondition(output.count >= Self.sealedLength(plaintext.count))
         var written = 0
+        if keyUpdateOwed || writeKeyExpired {
+            guard let n = sealKeyUpdate(requestingUpdate: false, into: output) else { return nil }
+            keyUpdateOwed = false
+            written = n
+        }
         var offset = 0
         repeat {
             let count = min(Self.maxPlaintext, plaintext.count - offset)
@@ -183,12 +189,14 @@ struct TLS13Records {
         sealControl(type: Self.alert, [alert == .closeNotify ? 1 : 2, alert.rawValue])
     }
 
-    /// Sends KeyUpdate(update_not_requested) under the current key, then switches to the next.
-    /// Nil if the next key cannot be derived: the connection must end then.
-    mutating func rotateWriteKey() -> [UInt8]? {
-        let record = sealControl(type: Self.handshake, [Self.keyUpdate, 0, 0, 1, 0])
-        guard !record.isEmpty, write.update() else { return nil }
-        return record
+    /// Seals a KeyUpdate under the current write key at the start of `output`, then switches to
+    /// the next key. Nil if sealing or the derivation failed: the connection must end then.
+    /// (`requestingUpdate` is for tests, which play the peer that asks.)
+    mutating func sealKeyUpdate(requestingUpdate: Bool, into output: UnsafeMutableRawBufferPointer) -> Int? {
+        let message: [UInt8] = [Self.keyUpdate, 0, 0, 1, requestingUpdate ? 1 : 0]
+        let n = message.withUnsafeBytes { sealRecord(type: Self.handshake, $0, into: output, at: 0) }
+        guard let n, write.update() else { return nil }
+        return n
     }
 
     private mutating func sealControl(type: UInt8, _ content: [UInt8]) -> [UInt8] {
@@ -204,6 +212,7 @@ struct TLS13Records {
         type: UInt8, _ content: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, at start: Int
     ) -> Int? {
         let bodyLength = content.count + 1 + RecordSuite.tagLength
+        precondition(output.count >= start + Self.headerLength + bodyLength)
         let record = UnsafeMutableRawBufferPointer(rebasing: output[start..<start + Self.headerLength + bodyLength])
         record[0] = Self.applicationData
         record[1] = 0x03

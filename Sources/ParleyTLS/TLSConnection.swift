@@ -18,6 +18,8 @@ final class TLSConnection {
     private let io: ByteBufferBIO
     private let hooks: ConnectionHooks
     private var peerClosed = false
+    /// Our close_notify is out: nothing more is sealed (§6.1).
+    private var sentCloseNotify = false
     let context: TLSContext
     /// What the handshake negotiated, kept once the `SSL` object is gone.
     private(set) var cipherSuite = ""
@@ -164,8 +166,6 @@ final class TLSConnection {
 
     private func readRecords(into buffer: inout ByteBuffer) -> ReadResult {
         var gotData = false
-        var reply: [UInt8] = []
-        defer { if !reply.isEmpty { io.writeOutbound(reply) } }
         while var inbound = io.inbound, !peerClosed {
             let header = inbound.withUnsafeReadableBytes { TLS13Records.inspect($0) }
             let length: Int
@@ -180,7 +180,7 @@ final class TLSConnection {
             var opened = TLS13Records.Opened.nothing
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
                 opened = inbound.withUnsafeReadableBytes { bytes in
-                    records!.open(record: UnsafeRawBufferPointer(rebasing: bytes[0..<length]), into: out, reply: &reply)
+                    records!.open(record: UnsafeRawBufferPointer(rebasing: bytes[0..<length]), into: out)
                 }
                 if case .data(let n) = opened { return n }
                 return 0
@@ -203,7 +203,7 @@ final class TLSConnection {
 
     /// Queues a fatal alert (the handler sends it before closing) and ends the record layer.
     private func fail(_ alert: TLSAlert?, _ why: String) -> ReadResult {
-        if let alert, records != nil { io.writeOutbound(records!.sealAlert(alert)) }
+        if let alert, records != nil, !sentCloseNotify { io.writeOutbound(records!.sealAlert(alert)) }
         records?.wipe()
         records = nil
         return .failed(.protocolFailure([why]))
@@ -229,21 +229,25 @@ final class TLSConnection {
 
     private func writeRecords(_ plaintext: ByteBuffer) -> TLSError? {
         guard plaintext.readableBytes > 0 else { return nil }
-        if records!.writeKeyExpired {
-            guard let update = records!.rotateWriteKey() else { return .protocolFailure(["KeyUpdate derivation failed"]) }
-            io.writeOutbound(update)
-        }
+        guard !sentCloseNotify else { return .protocolFailure(["write after close_notify"]) }
         let sealed = io.appendOutbound(maximumBytes: TLS13Records.sealedLength(plaintext.readableBytes)) { out in
             plaintext.withUnsafeReadableBytes { records!.seal($0, into: out) }
         }
-        return sealed ? nil : .protocolFailure(OpenSSLErrorQueue.drain().nonEmpty ?? ["record encryption failed"])
+        if sealed { return nil }
+        // Sequence numbers moved for records now thrown away: this record layer is done.
+        records?.wipe()
+        records = nil
+        return .protocolFailure(OpenSSLErrorQueue.drain().nonEmpty ?? ["record encryption failed"])
     }
 
     /// Queues our close_notify. Returns true when the peer's close_notify was already seen.
     @discardableResult
     func shutdown() -> Bool {
         if records != nil {
-            io.writeOutbound(records!.sealAlert(.closeNotify))
+            if !sentCloseNotify {
+                sentCloseNotify = true
+                io.writeOutbound(records!.sealAlert(.closeNotify))
+            }
             return peerClosed
         }
         guard let ssl else { return peerClosed }

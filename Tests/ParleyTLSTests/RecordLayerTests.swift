@@ -22,28 +22,41 @@ private func seal(_ records: inout TLS13Records, _ plaintext: [UInt8]) -> [UInt8
 }
 
 /// Opens every whole record in `stream`; returns the application data and the last non-data outcome.
-private func open(_ records: inout TLS13Records, _ stream: [UInt8]) -> (data: [UInt8], last: TLS13Records.Opened?, reply: [UInt8]) {
+private func open(_ records: inout TLS13Records, _ stream: [UInt8]) -> (data: [UInt8], last: TLS13Records.Opened?) {
     var data: [UInt8] = []
-    var reply: [UInt8] = []
     var offset = 0
     while offset < stream.count {
         let header = stream[offset...].withUnsafeBytes { TLS13Records.inspect($0) }
         guard case .complete(let length) = header else {
-            if case .invalid(let alert, let why) = header { return (data, .failed(alert, why), reply) }
-            return (data, nil, reply)
+            if case .invalid(let alert, let why) = header { return (data, .failed(alert, why)) }
+            return (data, nil)
         }
         var out = [UInt8](repeating: 0, count: length)
         let opened = stream[offset..<offset + length].withUnsafeBytes { record in
-            out.withUnsafeMutableBytes { records.open(record: record, into: $0, reply: &reply) }
+            out.withUnsafeMutableBytes { records.open(record: record, into: $0) }
         }
         offset += length
         switch opened {
         case .data(let n): data += out[0..<n]
         case .nothing: continue
-        default: return (data, opened, reply)
+        default: return (data, opened)
         }
     }
-    return (data, nil, reply)
+    return (data, nil)
+}
+
+/// A KeyUpdate record from `records` (which moves to its next write key).
+private func keyUpdate(_ records: inout TLS13Records, requesting: Bool) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: TLS13Records.keyUpdateRecordLength)
+    let n = out.withUnsafeMutableBytes { records.sealKeyUpdate(requestingUpdate: requesting, into: $0) }
+    return Array(out[0..<(n ?? 0)])
+}
+
+/// A record whose inner plaintext is exactly `content` then `type`.
+private func raw(_ records: inout TLS13Records, type: UInt8, _ content: [UInt8]) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: content.count + TLS13Records.overhead)
+    let n = content.withUnsafeBytes { c in out.withUnsafeMutableBytes { records.sealRecord(type: type, c, into: $0, at: 0) } }
+    return Array(out[0..<(n ?? 0)])
 }
 
 @Suite("TLS 1.3 record layer (after OpenSSL's handshake)")
@@ -103,16 +116,69 @@ struct RecordLayerUnitTests {
     }
 
     @Test("KeyUpdate: the reader follows the writer's new key; old-key records are refused after it")
-    func keyUpdate() {
+    func keyUpdateNotRequested() {
         var (server, client) = pair(.chacha20Poly1305)
         let before = seal(&server, Array("before".utf8))
-        let update = server.rotateWriteKey() ?? []
-        #expect(!update.isEmpty)
+        let update = keyUpdate(&server, requesting: false)
+        #expect(update.count == TLS13Records.keyUpdateRecordLength)
         let after = seal(&server, Array("after".utf8))
         let result = open(&client, before + update + after)
         #expect(result.data == Array("beforeafter".utf8))
-        #expect(result.reply.isEmpty)  // update_not_requested: no answer
+        #expect(!client.keyUpdateOwed)  // update_not_requested: no answer
         #expect(!server.writeKeyExpired)
+    }
+
+    @Test("KeyUpdate requested (three times): one KeyUpdate goes out before our next data, none after")
+    func keyUpdateRequested() {
+        var (server, client) = pair(.aes128GCM)
+        let requests = keyUpdate(&client, requesting: true) + keyUpdate(&client, requesting: true)
+            + keyUpdate(&client, requesting: true) + seal(&client, Array("hi".utf8))
+        #expect(open(&server, requests).data == Array("hi".utf8))
+        #expect(server.keyUpdateOwed)
+        let answer = seal(&server, Array("one".utf8))
+        #expect(!server.keyUpdateOwed)
+        #expect(answer.count == TLS13Records.keyUpdateRecordLength + 3 + TLS13Records.overhead)
+        let next = seal(&server, Array("two".utf8))
+        #expect(next.count == 3 + TLS13Records.overhead)
+        #expect(open(&client, answer + next).data == Array("onetwo".utf8))
+    }
+
+    @Test("post-handshake messages: KeyUpdate must be alone in its record and well formed; nothing else is accepted")
+    func badHandshakeMessages() {
+        let cases: [([UInt8], TLS13Records.Opened)] = [
+            ([24, 0, 0, 1, 0, 24, 0, 0, 1, 0], .failed(.unexpectedMessage, "data after a KeyUpdate in its record")),
+            ([24, 0, 0, 1, 2], .failed(.illegalParameter, "KeyUpdate request_update 2")),
+            ([24, 0, 0, 2, 0, 0], .failed(.decodeError, "malformed KeyUpdate")),
+            ([24, 0, 0, 1], .failed(.decodeError, "malformed KeyUpdate")),
+            ([4, 0, 0, 1, 0], .failed(.unexpectedMessage, "unexpected post-handshake message")),
+            ([24], .failed(.unexpectedMessage, "unexpected post-handshake message")),
+        ]
+        for (content, expected) in cases {
+            var (server, client) = pair(.aes128GCM)
+            #expect(open(&server, raw(&client, type: 22, content)).last == expected, "\(content)")
+        }
+        var (server, client) = pair(.aes128GCM)
+        #expect(open(&server, raw(&client, type: 20, [1])).last == .failed(.unexpectedMessage, "unexpected content type 20"))
+        #expect(open(&server, raw(&client, type: 21, [1, 0, 0])).last == .failed(.decodeError, "malformed alert"))
+    }
+
+    @Test("padding after the content type is stripped; a record of only zeros is refused")
+    func padding() {
+        var (server, client) = pair(.aes256GCM)
+        // Inner plaintext "padded" 23 0 0 0 0: sealed with type 0 after the caller's own bytes.
+        #expect(open(&server, raw(&client, type: 0, Array("padded".utf8) + [23, 0, 0, 0])).data == Array("padded".utf8))
+        #expect(open(&server, raw(&client, type: 0, [0, 0, 0])).last == .failed(.unexpectedMessage, "record has no content type"))
+    }
+
+    @Test("a record that fails authentication leaves no plaintext behind in the output buffer")
+    func failedOpenWipesOutput() {
+        var (server, client) = pair(.aes128GCM)
+        var wire = seal(&client, Array("SECRET-PLAINTEXT".utf8))
+        wire[wire.count - 1] ^= 1  // the tag
+        var out = [UInt8](repeating: 0xee, count: wire.count)
+        let opened = wire.withUnsafeBytes { record in out.withUnsafeMutableBytes { server.open(record: record, into: $0) } }
+        #expect(opened == .failed(.badRecordMAC, "record failed authentication"))
+        #expect(!out.contains(UInt8(ascii: "S")))
     }
 
     @Test("records are sealed with the sender's key, so a reflected record does not open")
@@ -126,6 +192,34 @@ struct RecordLayerUnitTests {
 
 @Suite("TLS 1.3 record layer against OpenSSL's client, over 127.0.0.1")
 struct RecordLayerInteropTests {
+    @Test("the client's Finished and its first record arrive in one read: the handover loses nothing")
+    func finishedAndDataTogether() throws {
+        let certs = try TestCertificates.make()
+        defer { certs.remove() }
+        let server = try TLSConnection(context: try certs.serverContext(), serverHostname: nil, pinnedFingerprint: nil)
+        let client = try TLSConnection(context: try certs.clientContext(), serverHostname: "localhost", pinnedFingerprint: nil)
+        func move(_ from: TLSConnection, _ to: TLSConnection) {
+            if var bytes = from.takeOutbound() { to.receive(&bytes) }
+        }
+        guard case .incomplete = client.handshake() else { Issue.record("client finished early"); return }
+        move(client, server)  // ClientHello
+        guard case .incomplete = server.handshake() else { Issue.record("server finished early"); return }
+        move(server, client)  // ServerHello ... Finished
+        guard case .complete = client.handshake() else { Issue.record("client handshake failed"); return }
+        #expect(client.write(ByteBuffer(string: "first words")) == nil)
+        move(client, server)  // the client's Finished and its first record, together
+        guard case .complete = server.handshake() else { Issue.record("server handshake failed"); return }
+        #expect(server.usesParleyRecordLayer)
+        var received = ByteBuffer()
+        guard case .data = server.read(into: &received) else { Issue.record("no data after the handover"); return }
+        #expect(received.readString(length: received.readableBytes) == "first words")
+        #expect(server.write(ByteBuffer(string: "and back")) == nil)
+        move(server, client)
+        var back = ByteBuffer()
+        guard case .data = client.read(into: &back) else { Issue.record("client read nothing"); return }
+        #expect(back.readString(length: back.readableBytes) == "and back")
+    }
+
     @Test("each suite: the server frees OpenSSL's state and echoes 256 KiB to an OpenSSL client", arguments: [
         "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
     ])
