@@ -89,15 +89,20 @@ public enum Hex {
 
     /// Bytes of a hex string (either case), or nil if it has an odd length or a non-hex character.
     public static func decode(_ hex: String) -> [UInt8]? {
-        let chars = Array(hex.utf8)
+        decode(utf8: hex.utf8)
+    }
+
+    /// The same over raw UTF-8 bytes, for input that should never become a `String` (a secret).
+    public static func decode<Digits: Collection<UInt8>>(utf8 chars: Digits) -> [UInt8]? {
         guard chars.count % 2 == 0 else { return nil }
         var out = [UInt8]()
         out.reserveCapacity(chars.count / 2)
-        var index = 0
-        while index < chars.count {
-            guard let high = nibble(chars[index]), let low = nibble(chars[index + 1]) else { return nil }
+        var index = chars.startIndex
+        while index != chars.endIndex {
+            let next = chars.index(after: index)
+            guard let high = nibble(chars[index]), let low = nibble(chars[next]) else { return nil }
             out.append(high << 4 | low)
-            index += 2
+            index = chars.index(after: next)
         }
         return out
     }

@@ -1,4 +1,5 @@
 internal import COpenSSL
+import ParleyCrypto
 internal import CParleyShims
 
 #if canImport(Glibc)
@@ -54,30 +55,12 @@ let trafficSecretCallback: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?
     let label = UnsafeRawBufferPointer(rebasing: bytes[0..<firstSpace])
     let isClient = label.elementsEqual("CLIENT_TRAFFIC_SECRET_0".utf8)
     guard isClient || label.elementsEqual("SERVER_TRAFFIC_SECRET_0".utf8),
-        let secret = decodeHex(UnsafeRawBufferPointer(rebasing: bytes[(lastSpace + 1)...]))
+        case let hex = UnsafeRawBufferPointer(rebasing: bytes[(lastSpace + 1)...]), hex.count <= 128,
+        let secret = Hex.decode(utf8: hex)
     else { return }
     if isClient {
         hooks.clientTrafficSecret = secret
     } else {
         hooks.serverTrafficSecret = secret
     }
-}
-
-/// Hex without a String in between (the input is a secret).
-private func decodeHex(_ hex: UnsafeRawBufferPointer) -> [UInt8]? {
-    guard hex.count % 2 == 0, hex.count <= 128 else { return nil }
-    func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: return c - 0x30
-        case 0x61...0x66: return c - 0x61 + 10
-        case 0x41...0x46: return c - 0x41 + 10
-        default: return nil
-        }
-    }
-    var out = [UInt8](repeating: 0, count: hex.count / 2)
-    for i in 0..<out.count {
-        guard let high = nibble(hex[2 * i]), let low = nibble(hex[2 * i + 1]) else { return nil }
-        out[i] = high << 4 | low
-    }
-    return out
 }
