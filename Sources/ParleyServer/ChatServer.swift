@@ -105,9 +105,12 @@ public final class ChatServer: Sendable {
             }
         }
         _ = try? await EventLoopFuture.andAllComplete(closes, on: group.any()).get()
+        // Queued hashes are cancelled (their logins fail); store writes under way finish before the
+        // loops they report to stop, and before the store closes.
+        try? await service.passwords.shutdown()
+        await service.work.closeAndDrain()
         await service.hub.stopWakers()
         try await group.shutdownGracefully()
-        try? await service.passwords.shutdown()
         try await service.store.close()
         logger.info("stopped")
     }

@@ -15,6 +15,8 @@ struct ChatService: Sendable {
     let logger: Logger
     /// Pending private requests and set-up pairs (see `PrivateSessions`).
     let privateSessions = PrivateSessions()
+    /// Tasks under way off the event loops (see `InFlightWork`).
+    let work = InFlightWork()
 
     /// What a successful password check hands to the connection.
     struct Authenticated: Sendable {

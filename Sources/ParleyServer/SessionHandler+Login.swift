@@ -39,7 +39,7 @@ extension SessionHandler {
         hub.fanOut(presence, except: account.name, skipping: account.blocks)
         let store = service.store
         let name = account.name
-        Task { try? await store.recordLogin(name: name, at: Date()) }
+        service.work.detached { try? await store.recordLogin(name: name, at: Date()) }
         deliverOffline(to: session, after: 0)
     }
 
@@ -82,7 +82,7 @@ extension SessionHandler {
         logger.info("session ended", metadata: ["user": "\(session.name)", "reason": "\(reason)"])
         let store = service.store
         let name = session.name
-        Task { try? await store.recordLogout(name: name, at: Date()) }
+        service.work.detached { _ = try? await store.recordLogout(name: name, at: Date()) }
     }
 
     /// Ends the session at once for everyone else; the connection stays open (bounded) only for
@@ -146,9 +146,13 @@ extension SessionHandler {
     /// Runs `work` off the event loop, then `then` back on it; later frames wait, so requests
     /// from one connection take effect in the order they were sent.
     func runAsync<T: Sendable>(_ work: @escaping @Sendable () async -> T, then: @escaping (T) -> Void) {
+        let inFlight = service.work
+        // Shutting down: the task could outlive this event loop, so the connection just closes.
+        guard inFlight.enter() else { return context.close(promise: nil) }
         busy = true
         let future = context.eventLoop.makeFutureWithTask(work)
         future.assumeIsolated().whenSuccess { value in
+            inFlight.leave()
             self.busy = false
             if case .closed = self.phase { return }
             then(value)

@@ -232,7 +232,7 @@ final class SessionHandler: ChannelDuplexHandler {
         let sender = session.displayName
         let delivered = service.hub.deliver(frame, to: recipient) {
             // The recipient left between lookup and delivery: keep the message for their next login.
-            Task { _ = await service.storeOffline(to: recipient, from: sender, text: text) }
+            service.work.detached { _ = await service.storeOffline(to: recipient, from: sender, text: text) }
         }
         if delivered {
             send(.reply(.ok(id: id)))

@@ -187,16 +187,19 @@ struct PrivateEndToEndTests {
     }
 
     @Test func timeoutEndsTheSessionAndBlockingClosesIt() async throws {
-        try await withTestServer({ $0.idleTimeout = .seconds(2) }) { server in
+        // 4 s: both logins and the consent must fit inside one timeout on a loaded machine; alice then
+        // chats until bob's timeout shows, however late it comes.
+        try await withTestServer({ $0.idleTimeout = .seconds(4) }) { server in
             let alice = try LiveParley(server, "alice")
             let bob = try LiveParley(server, "bob")
             #expect(await openPrivate(alice, bob))
             // alice chats privately (the client sends `active`); bob stays silent and times out.
-            for i in 0..<8 {
+            var i = 0
+            while await !bob.waitFor(line: "You have been logged out due to inactivity.", timeout: 0.4), i < 50 {
                 alice.type("private bob ping \(i)")
-                try await Task.sleep(for: .milliseconds(400))
+                i += 1
             }
-            #expect(await bob.waitFor(line: "You have been logged out due to inactivity."))
+            #expect(await bob.waitFor(line: "You have been logged out due to inactivity.", timeout: 0))
             #expect(await alice.waitFor(line: "Private messaging with bob ended: bob timed out"))
             #expect(!alice.lines.contains("You have been logged out due to inactivity."))
             #expect(await bob.finish() == ExitStatus.timedOut.rawValue)

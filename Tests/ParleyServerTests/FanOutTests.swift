@@ -16,8 +16,13 @@ struct FanOutTests {
         }) { server in
             // Their own client loop: 80 busy clients must not slow other tests' clients (timeouts).
             let clientLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-            defer { clientLoop.shutdownGracefully { _ in } }
-            let clients = try await withThrowingTaskGroup(of: TestChatClient.self) { group in
+            var clients: [TestChatClient] = []
+            // The clients close before their loop stops (NIO complains about channels left on a dead loop).
+            defer { Task { [clients] in
+                for client in clients { await client.close() }
+                try? await clientLoop.shutdownGracefully()
+            } }
+            clients = try await withThrowingTaskGroup(of: TestChatClient.self) { group in
                 for i in 0..<80 {
                     group.addTask {
                         let client = try await server.client(group: clientLoop)

@@ -139,22 +139,27 @@ struct MessagingTests {
 
     @Test("inactivity logs a user out; commands (including 'active') reset the timer, incoming messages do not")
     func idleTimeout() async throws {
-        // 3 s: the suite runs in parallel on two cores, and a login can take over a second then.
-        try await withTestServer({ $0.idleTimeout = .seconds(3) }) { server in
+        // 4 s: bob's login must fit inside alice's first timeout while the suite shares two cores. Each
+        // phase then runs until it proves its point, not for a fixed time.
+        try await withTestServer({ $0.idleTimeout = .seconds(4) }) { server in
             let alice = try await server.loggedIn("alice")
             let bob = try await server.loggedIn("bob")
-            for _ in 0..<4 {
+            // Longer than the timeout: alice's commands (and incoming messages) keep her in.
+            let busyUntil = ContinuousClock.now + .seconds(6)
+            while ContinuousClock.now < busyUntil {
                 try await Task.sleep(for: .milliseconds(300))
                 try await alice.request(.active)
                 try await bob.request(.message(to: "alice", text: "keep talking to you"))
             }
             #expect(!alice.isClosed)
             // bob keeps sending, alice only receives: alice times out, bob does not.
-            for _ in 0..<12 {
-                try await Task.sleep(for: .milliseconds(300))
+            var loggedOut: ServerMessage?
+            let deadline = ContinuousClock.now + .seconds(20)
+            while loggedOut == nil, ContinuousClock.now < deadline {
                 _ = try? await bob.request(.broadcast(text: "ping"))
+                loggedOut = await alice.next(timeout: 0.3) { $0 == .loggedOut(reason: .timeout) }
             }
-            #expect(await alice.next(timeout: 4) { $0 == .loggedOut(reason: .timeout) } != nil)
+            #expect(loggedOut != nil)
             #expect(await alice.waitForClose())
             #expect(!bob.isClosed)
         }

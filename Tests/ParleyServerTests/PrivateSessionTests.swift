@@ -64,13 +64,21 @@ struct PrivateSessionTests {
     }
 
     @Test func declineAndNoAnswerInTime() async throws {
-        try await withTestServer({ $0.privateAnswerTimeout = .milliseconds(500) }) { server in
+        // A decline, with the default answer time (a short one would race bob's answer on a loaded machine).
+        try await withTestServer { server in
             let alice = try await server.loggedIn("alice")
             let bob = try await server.loggedIn("bob")
             #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).isOK)
             #expect(await bob.nextPrivate() == .privateRequest(from: "alice"))
             #expect(try await bob.request(.privateAnswer(user: "alice", accept: false, port: nil, fingerprint: nil)).isOK)
             #expect(await alice.nextPrivate() == .privateDeclined(user: "bob"))
+            let late = try await bob.request(.privateAnswer(user: "alice", accept: true, port: 1, fingerprint: fpB))
+            #expect(late.code == .privateNoRequest)
+        }
+        // No answer within the (short) answer time.
+        try await withTestServer({ $0.privateAnswerTimeout = .milliseconds(500) }) { server in
+            let alice = try await server.loggedIn("alice")
+            let bob = try await server.loggedIn("bob")
             #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).isOK)
             #expect(await bob.nextPrivate() == .privateRequest(from: "alice"))
             #expect(await alice.nextPrivate(timeout: 3) == .privateDeclined(user: "bob"))
@@ -107,19 +115,23 @@ struct PrivateSessionTests {
     }
 
     @Test func idleTimeoutEndsTheSession() async throws {
-        // 2 s, not 1: on a loaded machine two logins and an introduction can take a second.
-        try await withTestServer({ $0.idleTimeout = .seconds(2) }) { server in
+        // 5 s: bob's login, the introduction and his answer must fit inside one timeout even when the
+        // whole suite shares two cores; alice then stays busy until bob's timeout shows, however late.
+        try await withTestServer({ $0.idleTimeout = .seconds(5) }) { server in
             let alice = try await server.loggedIn("alice")
             let bob = try await server.loggedIn("bob")
             #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).isOK)
             #expect(await bob.nextPrivate() == .privateRequest(from: "alice"))
             #expect(try await bob.request(.privateAnswer(user: "alice", accept: true, port: 5000, fingerprint: fpB)).isOK)
             // alice keeps busy with `active` (what a private chat sends); bob goes quiet and times out.
-            for _ in 0..<10 {
+            var stopped: ServerMessage?
+            let deadline = ContinuousClock.now + .seconds(20)
+            while stopped == nil, ContinuousClock.now < deadline {
                 try await alice.send(.active)
-                try await Task.sleep(for: .milliseconds(300))
+                stopped = await alice.next(timeout: 0.3) { if case .privateStopped = $0 { true } else { false } }
             }
-            #expect(await alice.next(timeout: 3) { $0 == .privateStopped(user: "bob", reason: "bob timed out") } != nil)
+            #expect(stopped == .privateStopped(user: "bob", reason: "bob timed out"))
+            #expect(await bob.waitForClose())
             #expect(!alice.isClosed)
         }
     }

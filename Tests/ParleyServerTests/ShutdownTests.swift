@@ -1,0 +1,39 @@
+import ParleyProtocol
+import ParleyTestSupport
+import Testing
+
+@Suite("Shutting down with work in flight")
+struct ShutdownTests {
+    @Test("a restart during logins and stores in flight ends every connection and keeps every acknowledged message")
+    func restartWithWorkInFlight() async throws {
+        try await withTestServer { server in
+            try await server.loggedIn("bob").close()
+            let alice = try await server.loggedIn("alice")
+            // Logins (hashing) and offline stores under way when the shutdown starts.
+            var others: [TestChatClient] = []
+            for i in 0..<10 {
+                let client = try await server.client()
+                try await client.send(.login(username: "late\(i)", password: "password-\(i)"), id: 1)
+                others.append(client)
+            }
+            let count = 40
+            for i in 1...count { try await alice.send(.message(to: "bob", text: "m\(i)"), id: 1000 + Int64(i)) }
+            let started = ContinuousClock.now
+            try await server.restart()
+            #expect(ContinuousClock.now - started < .seconds(10), "shutdown took too long")
+            #expect(await alice.waitForClose())
+            for client in others { #expect(await client.waitForClose()) }
+            // Every message the server said ok to is waiting for bob, once; nothing else is.
+            let acknowledged = Set(alice.received.compactMap { message -> String? in
+                guard case .reply(let reply) = message, reply.isOK, let id = reply.id, id > 1000 else { return nil }
+                return "m\(id - 1000)"
+            })
+            let bob = try await server.loggedIn("bob")
+            var delivered: [String] = []
+            while let message = await bob.nextMessage(timeout: 1) { delivered.append(message.text) }
+            #expect(Set(delivered).isSuperset(of: acknowledged), "an acknowledged message was lost")
+            #expect(delivered.count == Set(delivered).count, "a message was delivered twice")
+            #expect(delivered == delivered.sorted { Int($0.dropFirst())! < Int($1.dropFirst())! })
+        }
+    }
+}
