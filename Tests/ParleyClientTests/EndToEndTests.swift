@@ -116,7 +116,8 @@ struct EndToEndTests {
     }
 
     @Test func inactivityTimeoutExits67() async throws {
-        try await withTestServer({ $0.idleTimeout = .seconds(1) }) { server in
+        // 3 s: the binary's start, handshake and login must fit inside it on a loaded machine.
+        try await withTestServer({ $0.idleTimeout = .seconds(3) }) { server in
             let run = try await ParleyRun.run(server, ["frank", "password-frank"], holdOpen: true, timeout: 10)
             #expect(run.status == ExitStatus.timedOut.rawValue)
             #expect(run.lines.last == "You have been logged out due to inactivity.")
