@@ -37,6 +37,12 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
+    /// Breaks the handler <-> context cycle.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        helloTimer?.cancel()
+        self.context = nil
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let message: ServerMessage
         switch unwrapInboundIn(data) {

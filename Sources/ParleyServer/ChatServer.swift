@@ -115,6 +115,10 @@ public final class ChatServer: Sendable {
         logger.info("stopped")
     }
 
+    /// Connection handlers alive now: the open connections plus any being torn down. A count that
+    /// stays above the open connections after they close means connections leak.
+    public var connectionHandlers: Int { service.handlers.withLockedValue { $0 } }
+
     /// Waits until the listener closes.
     public func waitUntilClosed() async throws {
         try await channel.closeFuture.get()

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import ParleyCrypto
 import ParleyProtocol
@@ -17,6 +18,8 @@ struct ChatService: Sendable {
     let privateSessions = PrivateSessions()
     /// Tasks under way off the event loops (see `InFlightWork`).
     let work = InFlightWork()
+    /// Connection handlers alive: each adds itself at init and removes itself at deinit.
+    let handlers = NIOLockedValueBox(0)
 
     /// What a successful password check hands to the connection.
     struct Authenticated: Sendable {

@@ -21,6 +21,9 @@ final class InFlightWork: Sendable {
         }
     }
 
+    /// Whether shutdown has begun (outcomes that would start more work are dropped).
+    var isClosed: Bool { state.withLockedValue { $0.closed } }
+
     /// Ends a task counted by `enter`.
     func leave() {
         let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in

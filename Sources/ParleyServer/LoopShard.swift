@@ -13,7 +13,8 @@ final class LoopShard: @unchecked Sendable {
     /// The same sessions as an array: fan-out iterates this (cheaper than a dictionary walk).
     private var members: [Session] = []
     private var dirty: [Session] = []
-    /// The previous pass's batch, kept for its capacity (no array allocation per pass).
+    /// The batch of the pass under way; emptied when it ends, its capacity kept (no array
+    /// allocation per pass).
     private var flushing: [Session] = []
     /// How many of `flushing` the current pass has flushed.
     private var flushedInPass = 0
@@ -98,8 +99,6 @@ final class LoopShard: @unchecked Sendable {
                 return
             }
             // A new pass: everything dirty now. Sessions dirtied during it wait for the next.
-            flushing.removeAll(keepingCapacity: true)
-            flushedInPass = 0
             lastFlush = .now()
             swap(&dirty, &flushing)
             flushStep = max(Self.minFlushStep, (flushing.count + Self.maxStepsPerPass - 1) / Self.maxStepsPerPass)
@@ -109,7 +108,12 @@ final class LoopShard: @unchecked Sendable {
         flushedInPass = end
         if flushedInPass < flushing.count {
             continueAfterPoll()
-        } else if dirty.isEmpty {
+            return
+        }
+        // Pass done: let go of its sessions (a closed one must not outlive its pass), keep the room.
+        flushing.removeAll(keepingCapacity: true)
+        flushedInPass = 0
+        if dirty.isEmpty {
             flushScheduled = false
         } else if minFlushInterval > .zero {
             eventLoop.assumeIsolated().scheduleTask(deadline: lastFlush + minFlushInterval) { [self] in flushPass() }

@@ -152,9 +152,11 @@ extension SessionHandler {
         busy = true
         let future = context.eventLoop.makeFutureWithTask(work)
         future.assumeIsolated().whenSuccess { value in
-            inFlight.leave()
+            // Counted until its outcome is applied: a login must not go online on a stopping loop.
+            defer { inFlight.leave() }
             self.busy = false
             if case .closed = self.phase { return }
+            guard !inFlight.isClosed else { return self.context.close(promise: nil) }
             then(value)
             self.drainQueue()
         }

@@ -41,6 +41,11 @@ final class SessionHandler: ChannelDuplexHandler {
     init(service: ChatService, logger: Logger) {
         self.service = service
         self.logger = logger
+        service.handlers.withLockedValue { $0 += 1 }
+    }
+
+    deinit {
+        service.handlers.withLockedValue { $0 -= 1 }
     }
 
     var configuration: ServerConfiguration { service.configuration }
@@ -54,6 +59,16 @@ final class SessionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+    }
+
+    /// Breaks the handler <-> context cycle; without it every connection's pipeline outlives it.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        idleTimer = nil
+        endSession(reason: "disconnected")
+        phase = .closed
+        queue.removeAll()
+        self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {

@@ -37,3 +37,29 @@ struct ShutdownTests {
         }
     }
 }
+
+@Suite("Closed connections free their state")
+struct ConnectionLifetimeTests {
+    @Test("handlers of closed connections are freed: logged in or not, closed by either side")
+    func closedConnectionsAreFreed() async throws {
+        try await withTestServer { server in
+            for round in 0..<3 {
+                var clients: [TestChatClient] = []
+                for i in 0..<10 { clients.append(try await server.loggedIn("user\(round)x\(i)")) }
+                for _ in 0..<10 { clients.append(try await server.client()) }
+                #expect(server.server.connectionHandlers >= 20)
+                for (i, client) in clients.enumerated() {
+                    if i % 3 == 0 { await client.abort() } else if i % 3 == 1 { await client.close() } else {
+                        _ = try? await client.request(.logout)
+                        await client.close()
+                    }
+                }
+            }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while server.server.connectionHandlers > 0, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(server.server.connectionHandlers == 0, "connection handlers outlive their connections")
+        }
+    }
+}
