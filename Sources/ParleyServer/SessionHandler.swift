@@ -63,11 +63,7 @@ final class SessionHandler: ChannelDuplexHandler {
 
     /// Breaks the handler <-> context cycle; without it every connection's pipeline outlives it.
     func handlerRemoved(context: ChannelHandlerContext) {
-        idleTimer?.cancel()
-        idleTimer = nil
-        endSession(reason: "disconnected")
-        phase = .closed
-        queue.removeAll()
+        connectionEnded()
         self.context = nil
     }
 
@@ -82,11 +78,17 @@ final class SessionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        connectionEnded()
+        context.fireChannelInactive()
+    }
+
+    /// Ends the session and drops what waits on it; safe to call more than once.
+    private func connectionEnded() {
         idleTimer?.cancel()
+        idleTimer = nil
         endSession(reason: "disconnected")
         phase = .closed
         queue.removeAll()
-        context.fireChannelInactive()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
