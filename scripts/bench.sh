@@ -46,11 +46,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f /tmp/ngircd-run/ngircd.pid ] && kill "$(cat /tmp/ngircd-run/ngircd.pid)" 2>/dev/null || true; }
 trap cleanup EXIT
 
-start_parley() { # $1 = threads, $2 = --flush-interval-ms (default 0), $3 = --tls-records (default parley)
+start_parley() { # $1 = threads, $2 = --flush-interval-ms (default 0)
   rm -f "$OUT"/parley.sqlite*
   "$BIN/parley-server" --port $PARLEY_PORT --db "$OUT/parley.sqlite" --cert "$OUT/certs/server.pem" \
     --key "$OUT/certs/server.key" --insecure-hash-cost 10 --max-pending-logins 100000 --timeout 3600 --threads "$1" \
-    --flush-interval-ms "${2:-0}" --tls-records "${3:-parley}" --log-level error >"$OUT/parley-$1.log" 2>&1 &
+    --flush-interval-ms "${2:-0}" --log-level error >"$OUT/parley-$1.log" 2>&1 &
   PARLEY_PID=$!; pids+=("$PARLEY_PID"); sleep 1
 }
 stop_parley() { kill "$PARLEY_PID" 2>/dev/null || true; wait "$PARLEY_PID" 2>/dev/null || true; }
@@ -118,10 +118,6 @@ stop_parley
 start_parley "$THREADS"
 run "parley-t$THREADS" "$PARLEY_PID" "idle-parley" "${PARLEY_ARGS[@]}" "${IDLE[@]}"
 stop_parley
-# The same with OpenSSL's record layer kept after the handshake: what the handover saves.
-start_parley "$THREADS" 0 openssl
-run "parley-t$THREADS-openssl-records" "$PARLEY_PID" "idle-parley-openssl-records" "${PARLEY_ARGS[@]}" "${IDLE[@]}"
-stop_parley
 run ngircd "$IRC_PID" idle-ngircd "${IRC_ARGS[@]}" "${IDLE[@]}"
 # The floor OpenSSL itself sets: heap per idle server connection after a TLS 1.3 handshake.
 echo "== openssl-floor: $OUT/bin/openssl-floor $OUT/certs 10000" | tee "$OUT/openssl-floor.txt"
@@ -170,15 +166,12 @@ for t in sorted({r["tag"] for r in rows if r["tag"].startswith("parley") and r["
               f"({', '.join('%.2f' % x for x in hs)}) (target <= 1.2)")
 print(f"- idle KiB per connection: parley {g('idle-parley','kib_per_conn')} vs ngircd {g('idle-ngircd','kib_per_conn')} "
       f"= {ratio(g('idle-parley','kib_per_conn'), g('idle-ngircd','kib_per_conn'))}x (target <= 1.0)")
-kept = g('idle-parley-openssl-records', 'kib_per_conn')
-if kept:
-    print(f"- idle KiB per connection with OpenSSL's record layer kept (--tls-records openssl): {kept} "
-          f"= {ratio(kept, g('idle-ngircd','kib_per_conn'))}x ngircd; the handover saves "
-          f"{round(kept - g('idle-parley','kib_per_conn'), 1) if g('idle-parley','kib_per_conn') else 'n/a'} KiB")
 floor = g('openssl-floor', 'kib_per_conn')
 if floor:
-    print(f"- OpenSSL's own floor while its SSL object is kept (openssl-floor, heap per idle TLS 1.3 server "
-          f"connection): {floor} KiB = {ratio(floor, g('idle-ngircd','kib_per_conn'))}x ngircd")
+    print(f"- idle KiB per logged-in client against OpenSSL's own floor (openssl-floor: heap per idle TLS 1.3 "
+          f"server connection, {floor} KiB): parley {g('idle-parley','kib_per_conn')} = "
+          f"{ratio(g('idle-parley','kib_per_conn'), floor)}x the floor (target <= 1.3), "
+          f"{g('idle-parley','logged_in')} of {g('idle-parley','conns')} clients held")
 sweep = [r for r in rows if "-f" in r["tag"] and r["case"].startswith("fanout")]
 if sweep:
     print()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz every parser of untrusted input with libFuzzer + AddressSanitizer: the NIO-free core of
-# ParleyProtocol, and the server's TLS 1.3 record layer (Sources/ParleyTLS, OpenSSL only).
+# ParleyProtocol (server frames, replies, events, private frames, typed commands). TLS records are
+# parsed by OpenSSL, fuzzed by its own project.
 # Usage: scripts/fuzz.sh [SECONDS]   (default 30, per target). Exits non-zero if libFuzzer finds a crash.
 # Only top-level Sources/ParleyProtocol/*.swift are compiled: the NIO glue lives in NIO/ so the
 # fuzzer needs no SwiftPM build products.
@@ -29,22 +30,6 @@ swiftc -sanitize=fuzzer,address -parse-as-library -O -g \
     "$root"/Sources/ParleyProtocol/*.swift "$root/Fuzz/ParleyProtocol/FuzzProtocol.swift" \
     -o "$out/fuzz-protocol"
 
-swiftc -sanitize=fuzzer,address -parse-as-library -O -g \
-    -module-name ParleyRecordsFuzz -I "$root/Sources/COpenSSL" \
-    "$root/Sources/ParleyTLS/RecordCipher.swift" "$root/Sources/ParleyTLS/TLS13Records.swift" \
-    "$root/Fuzz/TLSRecords/FuzzRecords.swift" -lssl -lcrypto \
-    -o "$out/fuzz-records"
-mkdir -p "$out/corpus-records"
-# Seeds: application data, close_notify, a KeyUpdate, a change_cipher_spec, an oversized length.
-printf '\000\027hello' > "$out/corpus-records/data"
-printf '\001\025\001\000' > "$out/corpus-records/alert"
-printf '\002\026\030\000\000\001\001' > "$out/corpus-records/keyupdate"
-printf '\000\024\003\003\000\001\001' > "$out/corpus-records/ccs"
-printf '\000\027\003\003\101\001' > "$out/corpus-records/overflow"
-
 echo "fuzzing the protocol for ${seconds}s..."
 "$out/fuzz-protocol" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
     -artifact_prefix="$out/artifacts/" -print_final_stats=1 "$out/corpus"
-echo "fuzzing the TLS record layer for ${seconds}s..."
-"$out/fuzz-records" -max_total_time="$seconds" -max_len=17000 -timeout=10 \
-    -artifact_prefix="$out/artifacts/" -print_final_stats=1 "$out/corpus-records"

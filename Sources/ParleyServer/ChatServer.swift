@@ -34,8 +34,7 @@ public final class ChatServer: Sendable {
             try TLSContext(
                 role: .server(
                     certificateChainPath: configuration.certificatePath,
-                    privateKeyPath: configuration.privateKeyPath),
-                recordLayer: configuration.recordLayer)
+                    privateKeyPath: configuration.privateKeyPath))
         }.value
         if configuration.hashParameters.ln < PasswordHasher.Parameters.production.ln {
             logger.warning(

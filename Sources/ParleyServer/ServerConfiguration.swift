@@ -2,7 +2,6 @@ import Foundation
 import NIOCore
 import ParleyCrypto
 import ParleyProtocol
-import ParleyTLS
 
 /// Everything a running server is told at start; immutable afterwards.
 public struct ServerConfiguration: Sendable {
@@ -44,9 +43,6 @@ public struct ServerConfiguration: Sendable {
     /// Under load, flush passes are at least this far apart (more messages per TLS record and
     /// write); a quiet server still flushes at the end of each loop pass.
     public var minFlushInterval: TimeAmount = .zero
-    /// Who protects records after the handshake: Parley's record layer frees OpenSSL's 13.5 KiB
-    /// `SSL` object per connection; `.openssl` keeps it (for side-by-side measurements).
-    public var recordLayer: TLSRecordLayer = .parley
     /// Offline messages sent per batch at login.
     public var offlineBatchSize: Int = 256
     /// How long a private-session request waits for the other user's answer; then it counts as declined.

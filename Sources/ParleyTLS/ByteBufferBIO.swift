@@ -39,28 +39,6 @@ final class ByteBufferBIO {
         return out
     }
 
-    /// Appends bytes produced outside OpenSSL (records sealed by `TLS13Records`).
-    func writeOutbound(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { write($0) }
-    }
-
-    /// Lets `body` write at most `maximumBytes` straight into the outbound buffer; it returns how
-    /// many it wrote, or nil on failure (then nothing is kept).
-    func appendOutbound(maximumBytes: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int?) -> Bool {
-        if outbound == nil {
-            outbound = allocator.buffer(capacity: max(maximumBytes, 512))
-        }
-        var ok = true
-        outbound!.writeWithUnsafeMutableBytes(minimumWritableBytes: maximumBytes) { out in
-            guard let n = body(out) else {
-                ok = false
-                return 0
-            }
-            return n
-        }
-        return ok
-    }
-
     fileprivate func write(_ bytes: UnsafeRawBufferPointer) {
         if outbound == nil {
             outbound = allocator.buffer(capacity: max(bytes.count, 512))

@@ -6,22 +6,19 @@ internal import CParleyShims
 import Glibc
 #endif
 
-/// One TLS connection driven through `ByteBufferBIO`: OpenSSL's `SSL` object for the handshake,
-/// and afterwards either OpenSSL or, on server connections, `TLS13Records` (the `SSL` object is
-/// then freed). Every call reports `incomplete / complete / failed` instead of touching a socket.
+/// One TLS connection driven through `ByteBufferBIO`: OpenSSL's `SSL` object does the handshake
+/// and every record after it. Every call reports `incomplete / complete / failed` instead of
+/// touching a socket.
 final class TLSConnection {
     enum HandshakeResult { case complete, incomplete, failed(TLSError) }
     enum ReadResult { case data, wantMore, closeNotify, failed(TLSError) }
 
-    private var ssl: OpaquePointer?
-    private var records: TLS13Records?
+    private let ssl: OpaquePointer
     private let io: ByteBufferBIO
-    private let hooks: ConnectionHooks
-    private var peerClosed = false
-    /// Our close_notify is out: nothing more is sealed (§6.1).
-    private var sentCloseNotify = false
+    /// The pinned key the verify callback reaches through `SSL_get_app_data` (private sessions only).
+    private let pin: PinnedKey?
     let context: TLSContext
-    /// What the handshake negotiated, kept once the `SSL` object is gone.
+    /// What the handshake negotiated.
     private(set) var cipherSuite = ""
     private(set) var protocolVersion = ""
     private(set) var peerFingerprint: [UInt8]?
@@ -43,8 +40,8 @@ final class TLSConnection {
         self.ssl = ssl
         self.io = io
         self.context = context
-        self.hooks = ConnectionHooks(pin: pinnedFingerprint)
-        _ = parley_SSL_set_app_data(ssl, Unmanaged.passUnretained(hooks).toOpaque())
+        self.pin = pinnedFingerprint.map(PinnedKey.init)
+        if let pin { _ = parley_SSL_set_app_data(ssl, Unmanaged.passUnretained(pin).toOpaque()) }
         if context.isServerSide {
             SSL_set_accept_state(ssl)
         } else {
@@ -56,9 +53,7 @@ final class TLSConnection {
     }
 
     deinit {
-        if let ssl { SSL_free(ssl) }  // frees both BIOs
-        records?.wipe()
-        hooks.wipe()
+        SSL_free(ssl)  // frees both BIOs
     }
 
     private func configureHostCheck(_ ssl: OpaquePointer, _ host: String) throws(TLSError) {
@@ -79,7 +74,6 @@ final class TLSConnection {
     }
 
     func handshake() -> HandshakeResult {
-        guard let ssl else { return .complete }
         ERR_clear_error()
         let rc = SSL_do_handshake(ssl)
         if rc == 1 {
@@ -99,22 +93,6 @@ final class TLSConnection {
         let cipher = SSL_get_current_cipher(ssl)
         cipherSuite = cipher.map { String(cString: SSL_CIPHER_get_name($0)) } ?? ""
         peerFingerprint = SSL_get0_peer_certificate(ssl).map { spkiFingerprint(ofKey: X509_get0_pubkey($0)) }
-        // Hand the record layer over only in the state it is known in: TLS 1.3 with a suite we
-        // implement, both secrets seen, and nothing OpenSSL has read but not yet returned.
-        guard context.recordLayer == .parley, context.isServerSide, !context.isPeer,
-            let cipher, let suite = RecordSuite(rawValue: UInt16(truncatingIfNeeded: SSL_CIPHER_get_protocol_id(cipher))),
-            SSL_version(ssl) == TLS1_3_VERSION, SSL_has_pending(ssl) == 0,
-            let clientSecret = hooks.clientTrafficSecret, let serverSecret = hooks.serverTrafficSecret,
-            clientSecret.count == suite.hashLength, serverSecret.count == suite.hashLength,
-            let records = TLS13Records(suite: suite, readSecret: clientSecret, writeSecret: serverSecret)
-        else {
-            hooks.wipe()
-            return
-        }
-        self.records = records
-        hooks.wipe()
-        SSL_free(ssl)  // the BIOs go with it; `io` keeps any bytes already received or produced
-        self.ssl = nil
     }
 
     private func handshakeError(_ ssl: OpaquePointer) -> TLSError {
@@ -131,8 +109,6 @@ final class TLSConnection {
 
     /// Decrypts everything available into `buffer`.
     func read(into buffer: inout ByteBuffer) -> ReadResult {
-        if records != nil { return readRecords(into: &buffer) }
-        guard let ssl else { return .failed(.protocolFailure(["connection is closed"])) }
         var gotData = false
         while true {
             ERR_clear_error()
@@ -151,7 +127,6 @@ final class TLSConnection {
             case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
                 return gotData ? .data : .wantMore
             case SSL_ERROR_ZERO_RETURN:
-                peerClosed = true
                 return .closeNotify
             default:
                 let reasons = OpenSSLErrorQueue.drain()
@@ -164,55 +139,8 @@ final class TLSConnection {
         }
     }
 
-    private func readRecords(into buffer: inout ByteBuffer) -> ReadResult {
-        var gotData = false
-        while var inbound = io.inbound, !peerClosed {
-            let header = inbound.withUnsafeReadableBytes { TLS13Records.inspect($0) }
-            let length: Int
-            switch header {
-            case .incomplete:
-                return gotData ? .data : .wantMore
-            case .invalid(let alert, let why):
-                return fail(alert, why)
-            case .complete(let n):
-                length = n
-            }
-            var opened = TLS13Records.Opened.nothing
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
-                opened = inbound.withUnsafeReadableBytes { bytes in
-                    records!.open(record: UnsafeRawBufferPointer(rebasing: bytes[0..<length]), into: out)
-                }
-                if case .data(let n) = opened { return n }
-                return 0
-            }
-            inbound.moveReaderIndex(forwardBy: length)
-            // Drop the reference once consumed, so the socket's buffer is not kept while idle.
-            io.inbound = inbound.readableBytes > 0 ? inbound : nil
-            switch opened {
-            case .data: gotData = true
-            case .nothing: continue
-            case .closeNotify:
-                peerClosed = true
-                return .closeNotify
-            case .failed(let alert, let why):
-                return fail(alert, why)
-            }
-        }
-        return gotData ? .data : .wantMore
-    }
-
-    /// Queues a fatal alert (the handler sends it before closing) and ends the record layer.
-    private func fail(_ alert: TLSAlert?, _ why: String) -> ReadResult {
-        if let alert, records != nil, !sentCloseNotify { io.writeOutbound(records!.sealAlert(alert)) }
-        records?.wipe()
-        records = nil
-        return .failed(.protocolFailure([why]))
-    }
-
     /// Encrypts all of `plaintext`; the ciphertext waits in the output buffer.
     func write(_ plaintext: ByteBuffer) -> TLSError? {
-        if records != nil { return writeRecords(plaintext) }
-        guard let ssl else { return .protocolFailure(["connection is closed"]) }
         var remaining = plaintext
         while remaining.readableBytes > 0 {
             ERR_clear_error()
@@ -227,30 +155,9 @@ final class TLSConnection {
         return nil
     }
 
-    private func writeRecords(_ plaintext: ByteBuffer) -> TLSError? {
-        guard plaintext.readableBytes > 0 else { return nil }
-        guard !sentCloseNotify else { return .protocolFailure(["write after close_notify"]) }
-        let sealed = io.appendOutbound(maximumBytes: TLS13Records.sealedLength(plaintext.readableBytes)) { out in
-            plaintext.withUnsafeReadableBytes { records!.seal($0, into: out) }
-        }
-        if sealed { return nil }
-        // Sequence numbers moved for records now thrown away: this record layer is done.
-        records?.wipe()
-        records = nil
-        return .protocolFailure(OpenSSLErrorQueue.drain().nonEmpty ?? ["record encryption failed"])
-    }
-
     /// Queues our close_notify. Returns true when the peer's close_notify was already seen.
     @discardableResult
     func shutdown() -> Bool {
-        if records != nil {
-            if !sentCloseNotify {
-                sentCloseNotify = true
-                io.writeOutbound(records!.sealAlert(.closeNotify))
-            }
-            return peerClosed
-        }
-        guard let ssl else { return peerClosed }
         ERR_clear_error()
         let rc = SSL_shutdown(ssl)
         _ = OpenSSLErrorQueue.drain()
@@ -262,22 +169,16 @@ final class TLSConnection {
         io.takeOutbound()
     }
 
-    /// Keying material bound to this session (RFC 8446 exporter), e.g. for a safety code. Only
-    /// while OpenSSL still holds the session (private sessions always do).
+    /// Keying material bound to this session (RFC 8446 exporter), e.g. for a safety code.
     func exportKeyingMaterial(label: String, length: Int) -> [UInt8]? {
-        guard let ssl else { return nil }
         var out = [UInt8](repeating: 0, count: length)
         let rc = SSL_export_keying_material(ssl, &out, length, label, label.utf8.count, nil, 0, 0)
         return rc == 1 ? out : nil
     }
 
-    /// Whether `TLS13Records` carries this connection's records (tests and logs).
-    var usesParleyRecordLayer: Bool { records != nil }
-
-    /// Asks OpenSSL to send a KeyUpdate requesting one back (tests of the server's record layer).
-    func requestKeyUpdate() -> Bool {
-        guard let ssl else { return false }
-        return SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) == 1
+    /// Queues a KeyUpdate, sent by the next `handshake()` or `write` (tests of OpenSSL's limits).
+    func queueKeyUpdate(requestingReply: Bool) -> Bool {
+        SSL_key_update(ssl, requestingReply ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED) == 1
     }
 }
 

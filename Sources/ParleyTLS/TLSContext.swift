@@ -17,15 +17,6 @@ public enum TLSRole: Sendable {
     case peer(identity: TLSIdentity, accepting: Bool)
 }
 
-/// Who protects a server connection's records once the handshake is done.
-public enum TLSRecordLayer: Sendable, Equatable {
-    /// OpenSSL's `SSL` object, kept for the connection's life (13.5 KiB per connection).
-    case openssl
-    /// `TLS13Records`: OpenSSL's handshake, then Parley's record layer with OpenSSL's AEADs,
-    /// and the `SSL` object freed. Server role only; clients and private sessions keep OpenSSL.
-    case parley
-}
-
 /// The fixed policy both ends of Parley use: Mozilla's "modern" profile, TLS 1.3 only.
 public enum TLSPolicy {
     /// TLS 1.3 suites in preference order.
@@ -40,24 +31,20 @@ public final class TLSContext: @unchecked Sendable {
     let raw: OpaquePointer
     /// The role this context was built for.
     public let role: TLSRole
-    /// Who carries a server connection's records after the handshake.
-    public let recordLayer: TLSRecordLayer
 
     /// Builds a context, failing closed with a typed error on any problem.
-    public init(role: TLSRole, recordLayer: TLSRecordLayer = .parley) throws(TLSError) {
+    public init(role: TLSRole) throws(TLSError) {
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_method()) else {
             throw .configuration(OpenSSLErrorQueue.describe("SSL_CTX_new"))
         }
         self.raw = ctx
         self.role = role
-        self.recordLayer = recordLayer
         // From here on, a throw runs deinit (every stored property is set), which frees ctx.
         try Self.applyPolicy(ctx)
         switch role {
         case .server(let chain, let key):
             try Self.loadServerIdentity(ctx, chainPath: chain, keyPath: key)
-            if recordLayer == .parley { SSL_CTX_set_keylog_callback(ctx, trafficSecretCallback) }
         case .client(let caPath):
             try Self.loadTrust(ctx, caPath: caPath)
             parley_SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)

@@ -11,8 +11,6 @@ public struct TLSSessionInfo: Sendable, Equatable {
     public var peerFingerprint: [UInt8]?
     /// 32 bytes from the TLS exporter, identical on both ends of one session (private-session safety codes).
     public var exportedSecret: [UInt8]?
-    /// Who protects this connection's records from now on.
-    public var recordLayer: TLSRecordLayer
 }
 
 /// Events the TLS handler sends down the pipeline.
@@ -160,8 +158,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 peerFingerprint: connection.peerFingerprint,
                 // Only private sessions show a safety code; the exporter costs an HKDF per handshake.
                 exportedSecret: tlsContext.isPeer
-                    ? connection.exportKeyingMaterial(label: Self.exporterLabel, length: 32) : nil,
-                recordLayer: connection.usesParleyRecordLayer ? .parley : .openssl)
+                    ? connection.exportKeyingMaterial(label: Self.exporterLabel, length: 32) : nil)
             context.fireUserInboundEventTriggered(TLSEvent.handshakeCompleted(info))
             // Writes made before the peer was verified go out only now.
             if pendingPlaintext != nil { encryptPending(context: context) }
@@ -178,12 +175,15 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // arrived: small reads get small buffers, and nothing is kept between reads (idle memory).
         var plaintext = context.channel.allocator.buffer(capacity: min(max(receivedBytes, 256), 16_384))
         let result = connection.read(into: &plaintext)
-        if plaintext.readableBytes > 0 {
+        let produced = plaintext.readableBytes
+        if produced > 0 {
             context.fireChannelRead(wrapInboundOut(plaintext))
         }
         switch result {
         case .data, .wantMore:
-            return
+            if !machine.received(ciphertext: receivedBytes, plaintext: produced) {
+                fail(context: context, error: .protocolFailure(["peer sent over 64 KiB of TLS records without data"]))
+            }
         case .failed(let error):
             fail(context: context, error: error)
         case .closeNotify:
@@ -344,12 +344,6 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             context.read()
         }
-    }
-
-    /// Makes OpenSSL send a KeyUpdate that asks the peer for one back, with the next write
-    /// (tests of the server's record layer). False once OpenSSL no longer holds the connection.
-    func requestKeyUpdate() -> Bool {
-        connection?.requestKeyUpdate() ?? false
     }
 
     // MARK: failure

@@ -45,6 +45,14 @@ struct TLSStateMachine {
     }
 
     private(set) var state: State = .idle
+    /// Ciphertext received since plaintext last came out of it.
+    private var bytesWithoutData = 0
+
+    /// How much ciphertext a peer may send without any data in it. Records that carry none
+    /// (KeyUpdates, empty records) still cost OpenSSL a decryption and a key derivation each, and
+    /// OpenSSL 3.0 accepts them without limit (1,000 KeyUpdates in a row, measured); a real peer
+    /// sends data, and a close_notify ends the connection anyway.
+    static let maxBytesWithoutData = 64 * 1024
 
     mutating func startHandshake() -> Bool {
         guard state == .idle else { return false }
@@ -90,6 +98,17 @@ struct TLSStateMachine {
         case .idle, .handshaking, .closed:
             return .ignore
         }
+    }
+
+    /// Counts `ciphertext` bytes that produced `plaintext` bytes; false once the peer has sent
+    /// more than `maxBytesWithoutData` with nothing in it (the connection must end).
+    mutating func received(ciphertext: Int, plaintext: Int) -> Bool {
+        if plaintext > 0 {
+            bytesWithoutData = 0
+            return true
+        }
+        bytesWithoutData += ciphertext
+        return bytesWithoutData <= Self.maxBytesWithoutData
     }
 
     /// A fatal error: every later event is ignored.

@@ -73,13 +73,6 @@ struct Serve: AsyncParsableCommand {
         help: ArgumentHelp("Logins waiting for a password hash beyond which new ones are refused.", valueName: "N"))
     var maxPendingLogins: Int = 256
 
-    @Option(
-        name: .customLong("tls-records"),
-        help: ArgumentHelp(
-            "Who protects records after the handshake: parley (frees OpenSSL's 13 KiB per connection) or openssl.",
-            valueName: "LAYER"))
-    var tlsRecords: RecordLayerOption = .parley
-
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -128,7 +121,6 @@ struct Serve: AsyncParsableCommand {
         if let threads { config.eventLoopThreads = threads }
         config.minFlushInterval = .milliseconds(Int64(flushIntervalMs))
         config.maxPendingHashes = maxPendingLogins
-        config.recordLayer = tlsRecords == .openssl ? .openssl : .parley
 
         let server: ChatServer
         do {
@@ -172,9 +164,4 @@ final class SignalWaiter: @unchecked Sendable {
             }
         }
     }
-}
-
-/// `--tls-records`: the values a user may type (ArgumentParser lists them and refuses others).
-enum RecordLayerOption: String, ExpressibleByArgument, CaseIterable {
-    case parley, openssl
 }

@@ -80,4 +80,16 @@ struct TLSStateMachineTests {
         let r21 = machine.handshakeCompleted()
         #expect(!r21)
     }
+
+    @Test("ciphertext without data is allowed up to the budget; any data resets it")
+    func bytesWithoutData() {
+        var machine = TLSStateMachine()
+        let limit = TLSStateMachine.maxBytesWithoutData
+        let underLimit = machine.received(ciphertext: limit - 10, plaintext: 0)
+        let withData = machine.received(ciphertext: 100, plaintext: 5)  // data: the count starts again
+        let atLimit = machine.received(ciphertext: limit, plaintext: 0)
+        let overLimit = machine.received(ciphertext: 1, plaintext: 0)
+        #expect(underLimit && withData && atLimit)
+        #expect(!overLimit)
+    }
 }
