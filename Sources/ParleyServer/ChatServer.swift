@@ -60,8 +60,11 @@ public final class ChatServer: Sendable {
         let passwords = PasswordService(
             parameters: configuration.hashParameters, threads: configuration.hashingThreads,
             maxPending: configuration.maxPendingHashes)
+        let admission = LoginAdmission(
+            maxWaitingPerName: configuration.maxLoginsWaitingPerName, backoff: configuration.addressBackoff)
         let service = ChatService(
-            store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger)
+            store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger,
+            admission: admission)
         let channel: Channel
         do {
             try await hub.startWakers()
@@ -108,6 +111,7 @@ public final class ChatServer: Sendable {
         // Queued hashes are cancelled (their logins fail); store writes under way finish before the
         // loops they report to stop, and before the store closes.
         try? await service.passwords.shutdown()
+        service.admission.close()
         await service.work.closeAndDrain()
         await service.hub.stopWakers()
         try await group.shutdownGracefully()
@@ -118,6 +122,11 @@ public final class ChatServer: Sendable {
     /// Connection handlers alive now: the open connections plus any being torn down. A count that
     /// stays above the open connections after they close means connections leak.
     public var connectionHandlers: Int { service.handlers.withLockedValue { $0 } }
+
+    /// Logins waiting for their name's turn to check a password; zero once their connections closed.
+    public var loginsWaiting: Int { service.admission.waiting }
+    /// Names whose password check (one at a time per name) is under way.
+    public var namesBeingChecked: Int { service.admission.runningNames }
 
     /// Waits until the listener closes.
     public func waitUntilClosed() async throws {
