@@ -110,8 +110,9 @@ public final class ChatServer: Sendable {
         _ = try? await EventLoopFuture.andAllComplete(closes, on: group.any()).get()
         // Queued hashes are cancelled (their logins fail); store writes under way finish before the
         // loops they report to stop, and before the store closes.
-        try? await service.passwords.shutdown()
+        // Waiting logins are answered first, so none is admitted only to find the hasher gone.
         service.admission.close()
+        try? await service.passwords.shutdown()
         await service.work.closeAndDrain()
         await service.hub.stopWakers()
         try await group.shutdownGracefully()
