@@ -109,6 +109,15 @@ struct LockoutTests {
         }
     }
 
+    @Test("parley-server --address-failure-limit is documented in --help and refuses 0")
+    func addressFailureLimitFlag() async throws {
+        let help = try await ServerBinary.run(["serve", "--help"])
+        #expect(help.status == 0 && help.output.contains("--address-failure-limit"))
+        let zero = try await ServerBinary.run(["--address-failure-limit", "0"])
+        #expect(zero.status == 64)
+        #expect(zero.output.contains("--address-failure-limit must be 1-1000000"))
+    }
+
     @Test("a stored hash costing more than the server issues is refused with a clear error, not run")
     func storedCostAboveIssuedIsRefused() async throws {
         try await withTestServer { server in
