@@ -113,10 +113,9 @@ struct AddressBackoff {
         entry.failures += 1
         if entry.failures >= max(1, policy.failures) {
             entry.trips += 1
-            let doubling = Int64(1) << Int64(min(entry.trips - 1, 20))
-            let delay = TimeAmount.nanoseconds(
-                min(policy.maxDelay.nanoseconds, policy.firstDelay.nanoseconds.multipliedReportingOverflow(by: doubling).partialValue))
-            entry.blockedUntil = now + delay
+            let doubling = Int64(1) << Int64(min(entry.trips - 1, 32))
+            let (grown, overflow) = policy.firstDelay.nanoseconds.multipliedReportingOverflow(by: doubling)
+            entry.blockedUntil = now + .nanoseconds(overflow ? policy.maxDelay.nanoseconds : min(policy.maxDelay.nanoseconds, grown))
             entry.failures = 0
             entry.windowStart = now
         }
