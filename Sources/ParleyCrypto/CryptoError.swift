@@ -14,6 +14,9 @@ public enum CryptoError: Error, Sendable, Equatable, CustomStringConvertible {
     case unsupportedAlgorithm(String)
     /// Cost parameters outside the accepted bounds; refused before any work is done.
     case parametersOutOfBounds(ln: Int, r: Int, p: Int)
+    /// A stored hash costs more than this hasher issues (each of ln, r, p at most its own); refused
+    /// before any work, since only tampering or a foreign import can put it there.
+    case costAboveIssued(ln: Int, r: Int, p: Int, limit: PasswordHasher.Parameters)
 
     public var description: String {
         switch self {
@@ -23,6 +26,8 @@ public enum CryptoError: Error, Sendable, Equatable, CustomStringConvertible {
         case .malformedHash(let reason): "malformed password hash: \(reason)"
         case .unsupportedAlgorithm(let name): "unsupported password hash algorithm: \(name)"
         case .parametersOutOfBounds(let ln, let r, let p): "scrypt parameters out of bounds: ln=\(ln), r=\(r), p=\(p)"
+        case .costAboveIssued(let ln, let r, let p, let limit):
+            "stored scrypt cost ln=\(ln), r=\(r), p=\(p) exceeds what this server issues (\(limit))"
         }
     }
 }

@@ -69,10 +69,17 @@ public struct PasswordHasher: Sendable {
     }
 
     /// Whether `password` matches the stored PHC string, compared in constant time. Throws for a
-    /// malformed, foreign or out-of-bounds string rather than returning false, so that storage
-    /// corruption or tampering is visible instead of looking like a wrong password.
+    /// malformed, foreign or out-of-bounds string, or one costing more than this hasher issues,
+    /// rather than returning false, so that storage corruption or tampering is visible instead of
+    /// looking like a wrong password.
     public func verify(password: String, against phc: String) throws(CryptoError) -> Bool {
         let stored = try PHCString(parsing: phc)
+        // The global bounds still allow ~2 GiB per check (ln=20, r=16); nothing this server wrote
+        // costs more than its own setting, so anything above it is refused before allocating.
+        let cost = stored.parameters
+        guard cost.ln <= parameters.ln, cost.r <= parameters.r, cost.p <= parameters.p else {
+            throw .costAboveIssued(ln: cost.ln, r: cost.r, p: cost.p, limit: parameters)
+        }
         let key = try Self.derive(password: password, salt: stored.salt, parameters: stored.parameters,
                                   length: stored.hash.count)
         return constantTimeEquals(key, stored.hash)

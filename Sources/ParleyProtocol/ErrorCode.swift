@@ -24,6 +24,7 @@ public enum ErrorCode: String, Sendable, CaseIterable, Hashable {
     case privateAlreadyActive = "private_already_active"
     case privateNoRequest = "private_no_request"
     case rateLimited = "rate_limited"
+    case tooManyRequests = "too_many_requests"
     case `internal` = "internal"
 
     /// The text shown to a person when the server sends no more specific message.
@@ -54,6 +55,7 @@ public enum ErrorCode: String, Sendable, CaseIterable, Hashable {
         case .privateAlreadyActive: "Error. A private session with this user is already active"
         case .privateNoRequest: "Error. No pending private request from this user"
         case .rateLimited: "Error. Too many requests, slow down"
+        case .tooManyRequests: "Error. Too many private requests waiting for an answer"
         case .internal: "Error. Internal server error"
         }
     }

@@ -59,8 +59,11 @@ public final class ChatServer: Sendable {
         let passwords = PasswordService(
             parameters: configuration.hashParameters, threads: configuration.hashingThreads,
             maxPending: configuration.maxPendingHashes)
+        let admission = LoginAdmission(
+            maxWaitingPerName: configuration.maxLoginsWaitingPerName, backoff: configuration.addressBackoff)
         let service = ChatService(
-            store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger)
+            store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger,
+            admission: admission)
         let channel: Channel
         do {
             try await hub.startWakers()
@@ -106,6 +109,8 @@ public final class ChatServer: Sendable {
         _ = try? await EventLoopFuture.andAllComplete(closes, on: group.any()).get()
         // Queued hashes are cancelled (their logins fail); store writes under way finish before the
         // loops they report to stop, and before the store closes.
+        // Waiting logins are answered first, so none is admitted only to find the hasher gone.
+        service.admission.close()
         try? await service.passwords.shutdown()
         await service.work.closeAndDrain()
         await service.hub.stopWakers()
@@ -117,6 +122,11 @@ public final class ChatServer: Sendable {
     /// Connection handlers alive now: the open connections plus any being torn down. A count that
     /// stays above the open connections after they close means connections leak.
     public var connectionHandlers: Int { service.handlers.withLockedValue { $0 } }
+
+    /// Logins waiting for their name's turn to check a password; zero once their connections closed.
+    public var loginsWaiting: Int { service.admission.waiting }
+    /// Names whose password check (one at a time per name) is under way.
+    public var namesBeingChecked: Int { service.admission.runningNames }
 
     /// Waits until the listener closes.
     public func waitUntilClosed() async throws {

@@ -14,6 +14,8 @@ struct ChatService: Sendable {
     let hub: Hub
     let configuration: ServerConfiguration
     let logger: Logger
+    /// Which logins may check a password now (one per name, none from an address in back-off).
+    let admission: LoginAdmission
     /// Pending private requests and set-up pairs (see `PrivateSessions`).
     let privateSessions = PrivateSessions()
     /// Tasks under way off the event loops (see `InFlightWork`).
@@ -28,70 +30,6 @@ struct ChatService: Sendable {
         let created: Bool
         let blocks: Set<String>
         let blockedBy: Set<String>
-    }
-
-    /// Checks or registers an account. Errors are protocol codes, ready to send.
-    func authenticate(username: String, password: String) async -> Result<Authenticated, ProtocolError> {
-        guard Validation.isValidUsername(username) else { return .failure(ProtocolError(.invalidUsername)) }
-        guard Validation.isValidPassword(password) else { return .failure(ProtocolError(.invalidPasswordFormat)) }
-        let name = Validation.canonicalUsername(username)
-        do {
-            var created = false
-            var account = try await store.account(named: name)
-            if account == nil {
-                guard configuration.registrationOpen else {
-                    // Same cost as a real check, so timing does not tell which names exist.
-                    _ = try? await passwords.verify(password, against: passwords.decoyHash)
-                    return .failure(ProtocolError(.registrationClosed))
-                }
-                let hash = try await passwords.hash(password)
-                if try await store.createAccount(name: name, displayName: username, passwordHash: hash) {
-                    created = true
-                    logger.info("account registered", metadata: ["user": "\(name)"])
-                }
-                account = try await store.account(named: name)
-            }
-            guard let account else { return .failure(ProtocolError(.internal)) }
-            let now = Date()
-            if account.isLocked(at: now) {
-                logger.notice("login refused: account locked", metadata: ["user": "\(name)"])
-                return .failure(ProtocolError(.accountLocked))
-            }
-            if !created {
-                guard try await passwords.verify(password, against: account.passwordHash) else {
-                    return .failure(try await recordFailure(name: name, now: now))
-                }
-                if passwords.needsRehash(account.passwordHash) {
-                    let upgraded = try await passwords.hash(password)
-                    try await store.updatePasswordHash(name: name, passwordHash: upgraded)
-                }
-            }
-            if account.failedAttempts > 0 { try await store.resetFailedLogins(name: name) }
-            async let blocks = store.blockedUsers(by: name)
-            async let blockedBy = store.usersBlocking(name)
-            return .success(
-                Authenticated(
-                    name: name, displayName: account.displayName, created: created,
-                    blocks: try await blocks, blockedBy: try await blockedBy))
-        } catch PasswordService.Failure.busy {
-            logger.warning("login refused: too many logins waiting for the hasher")
-            return .failure(ProtocolError(.rateLimited, "Error. The server is busy, please try again shortly"))
-        } catch {
-            logger.error("login failed: \(error)", metadata: ["user": "\(name)"])
-            return .failure(ProtocolError(.internal))
-        }
-    }
-
-    private func recordFailure(name: String, now: Date) async throws -> ProtocolError {
-        let outcome = try await store.recordFailedLogin(
-            name: name, now: now, threshold: configuration.lockoutThreshold,
-            lockDuration: configuration.blockDuration.seconds)
-        if outcome.justLocked {
-            logger.notice("account locked after failed logins", metadata: ["user": "\(name)"])
-            return ProtocolError(.accountLockedNow)
-        }
-        logger.info("login failed: wrong password", metadata: ["user": "\(name)"])
-        return ProtocolError(.wrongPassword)
     }
 
     /// Stores a message for a user who is not online.

@@ -47,15 +47,29 @@ final class PrivateSessions: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
-    /// Records a request; nil when the two users already have a request or a session (either way round).
-    func request(from requester: Party, to target: Party, fingerprint: String) -> Request? {
+    /// What `request` did.
+    enum Filing: Sendable {
+        case filed(Request)
+        /// The two users already have a request or a session (either way round).
+        case duplicate
+        /// This user already has `limit` requests waiting (made or received); nothing was filed.
+        case tooMany(Party)
+    }
+
+    /// Records a request unless it duplicates one, or either user already has `limit` pending
+    /// requests in total (made plus received): each waits up to the answer timeout, so without a
+    /// cap one user could flood another with prompts or hold many fingerprints on the server.
+    func request(from requester: Party, to target: Party, fingerprint: String, limit: Int) -> Filing {
         state.withLockedValue { s in
             let key = PairKey(requester.name, target.name)
-            guard s.requests[key] == nil, s.active[key] == nil else { return nil }
+            guard s.requests[key] == nil, s.active[key] == nil else { return .duplicate }
+            for party in [requester, target] where s.requests.keys.count(where: { $0.contains(party.name) }) >= limit {
+                return .tooMany(party)
+            }
             let request = Request(requester: requester, target: target, fingerprint: fingerprint, token: s.nextToken)
             s.nextToken += 1
             s.requests[key] = request
-            return request
+            return .filed(request)
         }
     }
 

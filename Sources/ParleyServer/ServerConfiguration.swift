@@ -47,6 +47,14 @@ public struct ServerConfiguration: Sendable {
     public var offlineBatchSize: Int = 256
     /// How long a private-session request waits for the other user's answer; then it counts as declined.
     public var privateAnswerTimeout: TimeAmount = .seconds(30)
+    /// Per-source-address back-off for failed password checks (refused with `rate_limited`, no
+    /// hashing); loopback is not exempt. The name lock (`lockoutThreshold`) is separate.
+    public var addressBackoff = AddressBackoffPolicy()
+    /// Logins that may wait for one name while its password is checked; more are refused (`rate_limited`).
+    public var maxLoginsWaitingPerName: Int = 16
+    /// Private-session requests waiting for an answer that one user may have made and been sent,
+    /// together; more are refused (`too_many_requests`).
+    public var maxPendingPrivateRequests: Int = 4
     /// Test hook: sees every request the server decoded, in order (e.g. to assert that private text
     /// never reaches the server). Nil in production; called on event loops, so it must be quick.
     public var requestObserver: (@Sendable (Request) -> Void)? = nil

@@ -8,7 +8,13 @@ extension SessionHandler {
     // MARK: login
 
     func login(username: String, password: String, id: Int64?) {
-        runAsync({ [service] in await service.authenticate(username: username, password: password) }) { result in
+        let address = LoginAdmission.addressKey(context.channel.remoteAddress)
+        // Kept so that a connection closing while its login waits for the name's turn cancels
+        // the wait at once instead of leaving it queued.
+        loginTask = runAsync({ [service] in
+            await service.authenticate(username: username, password: password, address: address)
+        }) { result in
+            self.loginTask = nil
             switch result {
             case .failure(let error):
                 self.reply(id, error)
@@ -145,13 +151,18 @@ extension SessionHandler {
 
     /// Runs `work` off the event loop, then `then` back on it; later frames wait, so requests
     /// from one connection take effect in the order they were sent.
-    func runAsync<T: Sendable>(_ work: @escaping @Sendable () async -> T, then: @escaping (T) -> Void) {
+    @discardableResult
+    func runAsync<T: Sendable>(_ work: @escaping @Sendable () async -> T, then: @escaping (T) -> Void) -> Task<Void, Never>? {
         let inFlight = service.work
         // Shutting down: the task could outlive this event loop, so the connection just closes.
-        guard inFlight.enter() else { return context.close(promise: nil) }
+        guard inFlight.enter() else {
+            context.close(promise: nil)
+            return nil
+        }
         busy = true
-        let future = context.eventLoop.makeFutureWithTask(work)
-        future.assumeIsolated().whenSuccess { value in
+        let promise = context.eventLoop.makePromise(of: T.self)
+        let task = Task { promise.succeed(await work()) }
+        promise.futureResult.assumeIsolated().whenSuccess { value in
             // Counted until its outcome is applied: a login must not go online on a stopping loop.
             defer { inFlight.leave() }
             self.busy = false
@@ -160,6 +171,7 @@ extension SessionHandler {
             then(value)
             self.drainQueue()
         }
+        return task
     }
 
     /// Queues a message to this client; replies ride the same per-loop flush as fan-out.

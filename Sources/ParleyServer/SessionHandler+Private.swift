@@ -44,8 +44,21 @@ extension SessionHandler {
         if service.hub.blocked(by: session.name).contains(target) {
             return reply(id, .privateNotEnabled, "Error. You have blocked \(peer.displayName); unblock them first")
         }
-        guard let pending = service.privateSessions.request(from: me(session), to: peer, fingerprint: fingerprint) else {
+        let pending: PrivateSessions.Request
+        switch service.privateSessions.request(
+            from: me(session), to: peer, fingerprint: fingerprint, limit: configuration.maxPendingPrivateRequests)
+        {
+        case .filed(let request):
+            pending = request
+        case .duplicate:
             return reply(id, .privateAlreadyActive, "Error. A private session or request with \(peer.displayName) already exists")
+        case .tooMany(let party):
+            let limit = configuration.maxPendingPrivateRequests
+            let text =
+                party.name == session.name
+                ? "Error. You have \(limit) private requests waiting for an answer; wait for one to end"
+                : "Error. \(peer.displayName) has too many private requests waiting; try again later"
+            return reply(id, .tooManyRequests, text)
         }
         deliverPrivate(.privateRequest(from: session.displayName), to: target)
         send(.reply(.ok(id: id)))

@@ -30,6 +30,8 @@ final class SessionHandler: ChannelDuplexHandler {
     var badFramesInARow = 0
     var lastActivity = NIODeadline.now()
     var idleTimer: Scheduled<Void>?
+    /// The login under way, if any (cancelled when the connection ends).
+    var loginTask: Task<Void, Never>?
     /// Stored messages sent in this session and not yet acknowledged.
     var unacked: Set<Int64> = []
     private static let maxQueuedFrames = 32
@@ -87,6 +89,8 @@ final class SessionHandler: ChannelDuplexHandler {
         idleTimer?.cancel()
         idleTimer = nil
         endSession(reason: "disconnected")
+        loginTask?.cancel()
+        loginTask = nil
         phase = .closed
         queue.removeAll()
     }

@@ -24,6 +24,17 @@ public protocol ChatStore: Sendable {
     /// the server refuses locked accounts before checking passwords.
     func recordFailedLogin(name: String, now: Date, threshold: Int, lockDuration: TimeInterval) async throws
         -> FailedLoginOutcome
+    /// Atomically claims one password check for `name`, before any hashing: refused (`.locked`) when
+    /// the account is locked at `now`, otherwise counted as a failure up front. The claim that brings
+    /// the count to `threshold` also locks the account until `now + lockDuration`, so no further
+    /// claim (from any server sharing the database) can start while that check runs. Settle every
+    /// claim with `settleLoginAttempt`.
+    func claimLoginAttempt(name: String, now: Date, threshold: Int, lockDuration: TimeInterval) async throws
+        -> LoginAttemptClaim
+    /// Finishes a claimed check: a success clears the counter (and the claim's own lock); a failure
+    /// at the threshold restarts the lock at `now`; an abandoned check (never compared) is uncounted.
+    func settleLoginAttempt(name: String, attempt: Int, threshold: Int, outcome: LoginAttemptOutcome, now: Date,
+                            lockDuration: TimeInterval) async throws
     /// Clears the failure counter (after a successful login); false if no such account.
     @discardableResult
     func resetFailedLogins(name: String) async throws -> Bool

@@ -8,7 +8,8 @@ public struct Account: Sendable, Hashable {
     public var displayName: String
     /// PHC string produced by the server's password hasher; the store never interprets it.
     public var passwordHash: String
-    /// Consecutive failed logins since the last success, reset, or lock.
+    /// Consecutive failed logins since the last success, reset, or lock; a check under way counts
+    /// as failed until it is settled (see `ChatStore.claimLoginAttempt`).
     public var failedAttempts: Int
     /// Logins are refused until this instant, if set and in the future.
     public var lockedUntil: Date?
@@ -68,6 +69,26 @@ public enum FailedLoginOutcome: Sendable, Hashable {
         if case .locked = self { return true }
         return false
     }
+}
+
+/// Answer to `ChatStore.claimLoginAttempt`.
+public enum LoginAttemptClaim: Sendable, Hashable {
+    /// No account has that name; nothing was recorded.
+    case unknownAccount
+    /// The account is locked (until then): no check may run.
+    case locked(until: Date)
+    /// The check may run; it is attempt number `attempt` in a row (1-based), already counted.
+    case claimed(attempt: Int)
+}
+
+/// How a claimed password check ended.
+public enum LoginAttemptOutcome: Sendable, Hashable {
+    /// The password matched.
+    case succeeded
+    /// The password did not match.
+    case failed
+    /// The check never compared a password (hasher busy, stored hash refused, shutdown).
+    case abandoned
 }
 
 /// Errors of the storage layer, independent of the backend.

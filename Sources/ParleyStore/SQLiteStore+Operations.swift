@@ -70,6 +70,59 @@ extension SQLiteStore {
         return .counted(failedAttempts: Int(attempts))
     }
 
+    public func claimLoginAttempt(name: String, now: Date, threshold: Int, lockDuration: TimeInterval)
+        async throws -> LoginAttemptClaim
+    {
+        precondition(threshold >= 1, "lockout threshold must be at least 1")
+        let nowMs = now.unixMilliseconds
+        // One statement checks the lock and counts the attempt, so two claims can never both see
+        // the account unlocked at the threshold. The lock set here (at the threshold) covers the
+        // check under way: a crash mid-check leaves a lock that expires, never a stuck counter. An
+        // expired lock is cleared here and counting starts again at 1.
+        let rows = try await query(
+            """
+            UPDATE accounts SET
+                failed_attempts = CASE WHEN locked_until IS NULL THEN failed_attempts + 1 ELSE 1 END,
+                locked_until = CASE WHEN (CASE WHEN locked_until IS NULL THEN failed_attempts + 1 ELSE 1 END) >= ?
+                    THEN ? ELSE NULL END
+            WHERE name = ? AND (locked_until IS NULL OR locked_until <= ?)
+            RETURNING failed_attempts
+            """,
+            [.integer(threshold), .int64(now.addingTimeInterval(lockDuration).unixMilliseconds), .text(name),
+             .int64(nowMs)])
+        if let row = rows.first { return .claimed(attempt: Int(try row.int("failed_attempts"))) }
+        guard let account = try await account(named: name) else { return .unknownAccount }
+        // Unlocked again between the two statements: still refused, the caller may simply retry.
+        return .locked(until: account.lockedUntil ?? now)
+    }
+
+    public func settleLoginAttempt(name: String, attempt: Int, threshold: Int, outcome: LoginAttemptOutcome,
+                                   now: Date, lockDuration: TimeInterval) async throws
+    {
+        let reachedThreshold = attempt >= threshold
+        switch outcome {
+        case .succeeded:
+            // Only the claim that set the lock may lift it; an operator's or another node's lock stays.
+            try await query(
+                "UPDATE accounts SET failed_attempts = 0, locked_until = CASE WHEN ? THEN NULL ELSE locked_until END WHERE name = ?",
+                [.integer(reachedThreshold ? 1 : 0), .text(name)])
+        case .failed:
+            guard reachedThreshold else { return }  // counted when claimed
+            try await query(
+                "UPDATE accounts SET failed_attempts = 0, locked_until = ? WHERE name = ?",
+                [.int64(now.addingTimeInterval(lockDuration).unixMilliseconds), .text(name)])
+        case .abandoned:
+            try await query(
+                """
+                UPDATE accounts SET
+                    failed_attempts = MAX(failed_attempts - 1, 0),
+                    locked_until = CASE WHEN ? THEN NULL ELSE locked_until END
+                WHERE name = ?
+                """,
+                [.integer(reachedThreshold ? 1 : 0), .text(name)])
+        }
+    }
+
     @discardableResult
     public func resetFailedLogins(name: String) async throws -> Bool {
         try await !query("UPDATE accounts SET failed_attempts = 0 WHERE name = ? RETURNING name",

@@ -61,14 +61,18 @@ public final class TestChatClient: Sendable {
     }
 
     /// Connects over TLS and waits for the server's hello. Tests that run many clients pass their
-    /// own `group`, so their load does not delay the clients of tests running beside them.
+    /// own `group`, so their load does not delay the clients of tests running beside them; tests
+    /// that stand for another host pass a `sourceAddress` such as 127.0.0.2 (all of 127/8 is local).
     public static func connect(
         port: Int, caPath: String, host: String = "localhost",
-        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        sourceAddress: String? = nil
     ) async throws -> TestChatClient {
         let context = try TLSContext(role: .client(trustedCAPath: caPath))
         let inbox = Inbox()
-        let channel = try await ClientBootstrap(group: group)
+        var bootstrap = ClientBootstrap(group: group)
+        if let sourceAddress { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: sourceAddress, port: 0)) }
+        let channel = try await bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(TLSHandler(context: context, serverHostname: host))

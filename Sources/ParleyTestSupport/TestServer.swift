@@ -47,9 +47,11 @@ public final class TestServer: @unchecked Sendable {
         server = try await ChatServer.start(configuration: config, logger: Self.quietLogger)
     }
 
-    /// A connected test client.
-    public func client(group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> TestChatClient {
-        try await TestChatClient.connect(port: port, caPath: certs.caPath, group: group)
+    /// A connected test client, from `sourceAddress` (e.g. "127.0.0.2" for another host) if given.
+    public func client(
+        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, from sourceAddress: String? = nil
+    ) async throws -> TestChatClient {
+        try await TestChatClient.connect(port: port, caPath: certs.caPath, group: group, sourceAddress: sourceAddress)
     }
 
     /// A client that is already logged in.

@@ -73,6 +73,13 @@ struct Serve: AsyncParsableCommand {
         help: ArgumentHelp("Logins waiting for a password hash beyond which new ones are refused.", valueName: "N"))
     var maxPendingLogins: Int = 256
 
+    @Option(
+        name: .customLong("address-failure-limit"),
+        help: ArgumentHelp(
+            "Failed logins from one address within 5 minutes before it is refused (rate_limited) for 30 s, doubling up to 15 min.",
+            valueName: "N"))
+    var addressFailureLimit: Int = AddressBackoffPolicy().failures
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -92,6 +99,7 @@ struct Serve: AsyncParsableCommand {
         if let threads, !(1...64).contains(threads) { throw ValidationError("--threads must be 1-64") }
         guard (0...1000).contains(flushIntervalMs) else { throw ValidationError("--flush-interval-ms must be 0-1000") }
         guard (1...1_000_000).contains(maxPendingLogins) else { throw ValidationError("--max-pending-logins must be 1-1000000") }
+        guard (1...1_000_000).contains(addressFailureLimit) else { throw ValidationError("--address-failure-limit must be 1-1000000") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
@@ -121,6 +129,7 @@ struct Serve: AsyncParsableCommand {
         if let threads { config.eventLoopThreads = threads }
         config.minFlushInterval = .milliseconds(Int64(flushIntervalMs))
         config.maxPendingHashes = maxPendingLogins
+        config.addressBackoff.failures = addressFailureLimit
 
         let server: ChatServer
         do {

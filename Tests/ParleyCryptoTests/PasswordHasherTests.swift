@@ -45,8 +45,32 @@ import Testing
         let phc = try custom.hash(password: "x")
         #expect(phc.hasPrefix("$scrypt$ln=11,r=4,p=2$"))
         #expect(try PasswordHasher.parameters(of: phc) == .init(ln: 11, r: 4, p: 2))
-        // A hasher configured differently still verifies with the string's own parameters.
-        #expect(try hasher.verify(password: "x", against: phc))
+        // A hasher configured differently (but at least as high) verifies with the string's own parameters.
+        #expect(try PasswordHasher(parameters: .init(ln: 12, r: 8, p: 2)).verify(password: "x", against: phc))
+    }
+
+    @Test func storedCostAboveTheIssuingCostIsRefusedBeforeRunning() throws {
+        // ln=20, r=16 is inside the global bounds (about 2 GiB per check) but above what a server at
+        // production cost ever writes: refused with a typed error, quickly, without allocating.
+        let production = PasswordHasher()
+        let salt = UnpaddedBase64.encode([UInt8](repeating: 7, count: 16))
+        let key = UnpaddedBase64.encode([UInt8](repeating: 9, count: 32))
+        let clock = ContinuousClock()
+        for (ln, r, p) in [(20, 16, 1), (18, 8, 1), (17, 9, 1), (17, 8, 2)] {
+            let phc = "$scrypt$ln=\(ln),r=\(r),p=\(p)$\(salt)$\(key)"
+            let elapsed = clock.measure {
+                #expect(throws: CryptoError.costAboveIssued(ln: ln, r: r, p: p, limit: .production)) {
+                    try production.verify(password: "pw", against: phc)
+                }
+            }
+            #expect(elapsed < .seconds(1))
+        }
+        // At or below the issuing cost, each parameter alone: still checked (a wrong password, not an error).
+        let cheap = "$scrypt$ln=10,r=8,p=1$\(salt)$\(key)"
+        #expect(try !production.verify(password: "pw", against: cheap))
+        #expect(throws: CryptoError.costAboveIssued(ln: 10, r: 8, p: 1, limit: .init(ln: 10, r: 4, p: 1))) {
+            try PasswordHasher(parameters: .init(ln: 10, r: 4, p: 1)).verify(password: "pw", against: cheap)
+        }
     }
 
     @Test func rfc7914KnownAnswers() throws {

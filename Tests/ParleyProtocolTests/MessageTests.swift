@@ -142,7 +142,7 @@ private let fp = String(repeating: "ab", count: 32)
 
 @Suite struct ErrorCodeTests {
     @Test func codesAreStableSnakeCase() {
-        #expect(ErrorCode.allCases.count == 25)
+        #expect(ErrorCode.allCases.count == 26)
         for code in ErrorCode.allCases {
             #expect(code.rawValue.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || $0 == UInt8(ascii: "_") })
             #expect(!code.defaultMessage.isEmpty)
@@ -154,5 +154,7 @@ private let fp = String(repeating: "ab", count: 32)
         #expect(ErrorCode.recipientBlockedYou.defaultMessage == "Your message could not be delivered as the recipient has blocked you")
         #expect(ErrorCode.cannotBlockSelf.defaultMessage == "Error. Cannot block self")
         #expect(ErrorCode(rawValue: "account_locked_now") == .accountLockedNow)
+        #expect(ErrorCode(rawValue: "too_many_requests") == .tooManyRequests)
+        #expect(ErrorCode(rawValue: "rate_limited") == .rateLimited)
     }
 }

@@ -114,6 +114,35 @@ struct PrivateSessionTests {
         }
     }
 
+    @Test func atMostFourPendingRequestsPerUserMadeOrReceived() async throws {
+        try await withTestServer { server in
+            var users: [String: TestChatClient] = [:]
+            for name in ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "u1", "u2", "u3", "u4", "u5"] {
+                users[name] = try await server.loggedIn(name)
+            }
+            let alice = try #require(users["alice"])
+            for target in ["bob", "carol", "dave", "erin"] {
+                #expect(try await alice.request(.startPrivate(user: target, fingerprint: fpA)).isOK)
+            }
+            let fifth = try await alice.request(.startPrivate(user: "frank", fingerprint: fpA))
+            #expect(fifth.code == .tooManyRequests)
+            #expect(fifth.errorMessage == "Error. You have 4 private requests waiting for an answer; wait for one to end")
+            // Requests waiting on a user count too: grace can be asked by four, not five.
+            for requester in ["u1", "u2", "u3", "u4"] {
+                #expect(try await users[requester]!.request(.startPrivate(user: "grace", fingerprint: fpA)).isOK)
+            }
+            let crowded = try await users["u5"]!.request(.startPrivate(user: "grace", fingerprint: fpA))
+            #expect(crowded.code == .tooManyRequests)
+            #expect(crowded.errorMessage == "Error. grace has too many private requests waiting; try again later")
+            #expect(try await users["grace"]!.request(.startPrivate(user: "frank", fingerprint: fpA)).code == .tooManyRequests)
+            // An answer frees a slot.
+            let bob = try #require(users["bob"])
+            #expect(await bob.nextPrivate() == .privateRequest(from: "alice"))
+            #expect(try await bob.request(.privateAnswer(user: "alice", accept: false, port: nil, fingerprint: nil)).isOK)
+            #expect(try await alice.request(.startPrivate(user: "frank", fingerprint: fpA)).isOK)
+        }
+    }
+
     @Test func idleTimeoutEndsTheSession() async throws {
         // 5 s: bob's login, the introduction and his answer must fit inside one timeout even when the
         // whole suite shares two cores; alice then stays busy until bob's timeout shows, however late.
