@@ -165,9 +165,10 @@ public actor PrivateChat {
         let identity: TLSIdentity
         do {
             identity = try CertificateFactory.make(commonName: "parley private", kind: .peer, notAfter: 3600)
-            listener = try await PrivateListener.open(identity: identity, host: bindHost, handshakeTimeout: connectTimeout) { link in
-                Task { await self.opened(k, link) }
-            }
+            listener = try await PrivateListener.open(
+                identity: identity, host: bindHost, handshakeTimeout: connectTimeout,
+                onOpen: { link in Task { await self.opened(k, link) } },
+                onAbort: { error in Task { await self.aborted(k, error) } })
         } catch {
             peers[k] = nil
             show(.failure(code: "private_listen_failed", message: "Error. Cannot accept private messaging: \(error)"))
@@ -269,7 +270,20 @@ public actor PrivateChat {
 
     private func connectFailed(_ k: String, _ error: PrivateLinkError) async {
         guard case .connecting? = peers[k]?.phase, let peer = peers.removeValue(forKey: k) else { return }
-        show(.failure(code: "private_connect_failed", message: "Error. Private connection to \(peer.displayName) failed: \(error)"))
+        if error.isExchangeFailure {
+            show(.aborted(user: peer.displayName, reason: error.description, code: error.code))
+        } else {
+            show(.failure(code: "private_connect_failed", message: "Error. Private connection to \(peer.displayName) failed: \(error)"))
+        }
+        _ = try? await connection.send(.stopPrivate(user: peer.displayName), timeout: .seconds(10))
+    }
+
+    /// The accepting side's exchange failed after the session id was spent: nobody else can
+    /// connect, so the attempt is over.
+    private func aborted(_ k: String, _ error: PrivateLinkError) async {
+        guard case .listening(let listener)? = peers[k]?.phase, let peer = peers.removeValue(forKey: k) else { return }
+        listener.close()
+        show(.aborted(user: peer.displayName, reason: error.description, code: error.code))
         _ = try? await connection.send(.stopPrivate(user: peer.displayName), timeout: .seconds(10))
     }
 
