@@ -33,6 +33,8 @@ public actor PrivateChat {
     private var peers: [String: Peer] = [:]
     /// Incoming requests whose prompt waits for a y/n line, oldest first (canonical names).
     private var prompts: [String] = []
+    /// A line that was not y/n ran as a command while a prompt was up: recall the prompt after it.
+    private var remindPending = false
 
     public init(
         connection: ChatConnection, output: OutputSink, format: OutputFormat, bindHost: String? = nil,
@@ -143,7 +145,8 @@ public actor PrivateChat {
     /// Whether a prompt is waiting for a y/n line.
     public var isPrompting: Bool { !prompts.isEmpty }
 
-    /// Answers the oldest prompt with `line`; false when no prompt is up (the line is a command).
+    /// Answers the oldest prompt with `line`; false when no prompt is up or the line is not y/n
+    /// (then it is a command, and the prompt stays up).
     public func answer(_ line: String) async -> Bool {
         guard let k = prompts.first, let peer = peers[k] else { return false }
         switch line.trimmingCharacters(in: .whitespaces).lowercased() {
@@ -155,9 +158,20 @@ public actor PrivateChat {
             peers[k] = nil
             _ = try? await connection.send(.privateAnswer(user: peer.displayName, accept: false, port: nil, fingerprint: nil), timeout: .seconds(10))
         default:
-            show(.askAgain(from: peer.displayName))
+            // Swallowing it would leave the user unable to do anything else until they answer.
+            remindPending = true
+            return false
         }
         return true
+    }
+
+    /// Shows the pending prompt again if a command ran while it was up; called once that
+    /// command's output is shown, so the reminder comes last.
+    public func remindIfPrompting() {
+        guard remindPending else { return }
+        remindPending = false
+        guard let k = prompts.first, let peer = peers[k] else { return }
+        show(.askAgain(from: peer.displayName))
     }
 
     private func accept(_ k: String, _ name: String) async {

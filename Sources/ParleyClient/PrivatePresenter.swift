@@ -4,7 +4,7 @@ import ParleyProtocol
 public enum PrivateNotice: Sendable, Hashable {
     /// `from` asks for a private session; the next input line (y or n) answers.
     case request(from: String)
-    /// The answer line was neither y nor n.
+    /// Reminder after a command typed while the request from `from` still waits for y or n.
     case askAgain(from: String)
     case accepted(user: String)
     case declined(user: String)
