@@ -1,6 +1,4 @@
-import NIOConcurrencyHelpers
 import NIOCore
-import ParleyCrypto
 import NIOPosix
 import ParleyProtocol
 import ParleyTLS
