@@ -104,7 +104,9 @@ final class PrivateLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame: PrivateFrame
         do throws(ProtocolError) {
-            guard case .line(let line) = unwrapInboundIn(data) else { throw ProtocolError(.frameTooLarge) }
+            guard case .line(let line) = unwrapInboundIn(data) else {
+                throw ProtocolError(.frameTooLarge, "a frame over \(Limits.maxFrameBytes) bytes")
+            }
             frame = try PrivateFrame.decode(from: line)
         } catch {
             // Once open, a bad line is ignored as before; during the opening it ends the attempt.

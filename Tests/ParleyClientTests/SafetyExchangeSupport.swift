@@ -33,6 +33,11 @@ final class ScriptedPeer: ChannelInboundHandler, @unchecked Sendable {
         channel.writeAndFlush(buffer, promise: nil)
     }
 
+    /// Writes raw bytes (a malformed frame) on this peer's channel.
+    func sendRaw(_ text: String) {
+        channelBox.withLockedValue { $0 }?.writeAndFlush(ByteBuffer(string: text), promise: nil)
+    }
+
     func handlerAdded(context: ChannelHandlerContext) {
         let channel = context.channel
         channelBox.withLockedValue { $0 = channel }

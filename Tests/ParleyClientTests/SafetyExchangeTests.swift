@@ -58,8 +58,12 @@ struct SafetyExchangeTests {
         #expect(liar.received.last == .bye(reason: mismatch))
         #expect(!liar.received.contains(.welcome))
         let error = try #require(bob.aborts.first)
-        #expect(PrivateNotice.aborted(user: "alice", reason: error.description, code: error.code).human
-            == ["Private session with alice aborted: \(mismatch)"])
+        let notice = PrivateNotice.aborted(user: "alice", reason: error.description, code: error.code)
+        #expect(notice.human == ["Private session with alice aborted: \(mismatch)"])
+        #expect(notice.json == .object([
+            "event": .string("privateaborted"), "user": .string("alice"), "reason": .string(mismatch),
+            "code": .string("commitment_mismatch"),
+        ]))
         bob.listener.close()
     }
 
@@ -145,6 +149,21 @@ struct SafetyExchangeTests {
         #expect(ContinuousClock.now - started < .seconds(6))
         #expect(staller.received.first.map { if case .nonce = $0 { true } else { false } } == true)
         #expect(staller.received.last == .bye(reason: "the safety-code exchange did not finish in time"))
+        #expect(bob.links.isEmpty)
+        bob.listener.close()
+    }
+
+    @Test func aMalformedExchangeFrameAbortsWithAReason() async throws {
+        let alice = try CertificateFactory.make(commonName: "alice", kind: .peer, notAfter: 600)
+        let bob = try await ListeningPeer(name: "bob", expecting: alice.fingerprint)
+        let sloppy = ScriptedPeer()
+        _ = try await sloppy.connect(port: bob.port, identity: alice, pin: bob.identity.fingerprint)
+        #expect(await waitUntil { sloppy.handshaken })
+        // Uppercase hex: the same bytes in a second spelling, refused by the strict parser.
+        sloppy.sendRaw(#"{"type":"open","session":"s-1"}"# + "\n" + #"{"type":"commit","commitment":"\#(String(repeating: "AB", count: 32))"}"# + "\n")
+        let why = "malformed frame (expected 64 lowercase hex digits for field 'commitment')"
+        #expect(await waitUntil { bob.aborts == [.protocolViolation(why)] && sloppy.closed })
+        #expect(sloppy.received == [.bye(reason: "protocol violation: \(why)")])
         #expect(bob.links.isEmpty)
         bob.listener.close()
     }
