@@ -2,7 +2,7 @@ import ParleyProtocol
 
 /// What the private-session machinery tells the person (human and JSON wording below).
 public enum PrivateNotice: Sendable, Hashable {
-    /// `from` asks for a private session; the next input line (y or n) answers.
+    /// `from` asks for a private session; a y or n line answers (other lines run as commands).
     case request(from: String)
     /// Reminder after a command typed while the request from `from` still waits for y or n.
     case askAgain(from: String)
