@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz every parser of untrusted input with libFuzzer + AddressSanitizer: the NIO-free core of
-# ParleyProtocol (server frames, replies, events, private frames, typed commands). TLS records are
-# parsed by OpenSSL, fuzzed by its own project.
+# ParleyProtocol (requests, server messages, private frames with the safety-code exchange, the
+# command parser). TLS records are OpenSSL's to parse (fuzzed by its own project).
 # Usage: scripts/fuzz.sh [SECONDS]   (default 30, per target). Exits non-zero if libFuzzer finds a crash.
 # Only top-level Sources/ParleyProtocol/*.swift are compiled: the NIO glue lives in NIO/ so the
 # fuzzer needs no SwiftPM build products.
@@ -21,6 +21,12 @@ seed reply '{"type":"reply","id":3,"status":"ok","users":["a","b"]}'
 seed replyerr '{"type":"reply","status":"error","code":"wrong_password","message":"x"}'
 seed event '{"type":"message","from":"bob","text":"yo","delivery":7,"sent":1700000000000}'
 seed nested '{"a":[1,[2,{"b":null}]],"c":false,"d":-9223372036854775808}'
+# Private (peer-to-peer) frames, including the safety-code exchange.
+seed popen '{"type":"open","session":"0123456789abcdef0123456789abcdef"}'
+seed pcommit '{"type":"commit","commitment":"873a30fe9eb8f2bf014e53b10ad941e184f59e29b32b792c9230bf3903019ca9"}'
+seed pnonce '{"type":"nonce","nonce":"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"}'
+seed preveal '{"type":"reveal","nonce":"1111111111111111111111111111111111111111111111111111111111111111"}'
+seed pbye '{"type":"bye","reason":"safety-code commitment did not match (someone may be interfering)"}'
 seed cmd 'message bob hello   there'
 seed cmd2 'whoelsesince 30'
 

@@ -30,7 +30,16 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         else { fatalError("ServerMessage round trip changed \(message)") }
     }
 
+    // Peer-to-peer frames, the safety-code exchange (commit/nonce/reveal) included.
     if let frame = try? PrivateFrame.decode(bytes: bytes) {
+        switch frame {
+        case .commit(let value), .nonce(let value), .reveal(let value):
+            // The strict parser admits exactly 32 bytes with one spelling.
+            guard value.bytes.count == SafetyValue.byteCount, SafetyValue(hex: value.hex) == value else {
+                fatalError("SafetyValue accepted \(value)")
+            }
+        case .open, .welcome, .text, .bye: break
+        }
         var out: [UInt8] = []
         frame.encode(to: &out)
         guard out.last == UInt8(ascii: "\n"), let again = try? out.dropLast().withUnsafeBytes({ try PrivateFrame.decode(bytes: $0) }),

@@ -178,6 +178,7 @@ public final class ClientSession: Sendable {
     /// Reads commands, sending each and showing its reply before reading the next.
     private func readCommands() async -> ExitStatus? {
         while true {
+            await privateChat.remindIfPrompting()
             guard let line = await input.readLine(prompt: "> ") else {
                 // End of input: log out cleanly, but never hang on a server that does not answer.
                 await privateChat.closeAll(reason: "logged out")

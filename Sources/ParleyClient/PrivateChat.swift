@@ -33,6 +33,8 @@ public actor PrivateChat {
     private var peers: [String: Peer] = [:]
     /// Incoming requests whose prompt waits for a y/n line, oldest first (canonical names).
     private var prompts: [String] = []
+    /// A line that was not y/n ran as a command while a prompt was up: recall the prompt after it.
+    private var remindPending = false
 
     public init(
         connection: ChatConnection, output: OutputSink, format: OutputFormat, bindHost: String? = nil,
@@ -143,7 +145,8 @@ public actor PrivateChat {
     /// Whether a prompt is waiting for a y/n line.
     public var isPrompting: Bool { !prompts.isEmpty }
 
-    /// Answers the oldest prompt with `line`; false when no prompt is up (the line is a command).
+    /// Answers the oldest prompt with `line`; false when no prompt is up or the line is not y/n
+    /// (then it is a command, and the prompt stays up).
     public func answer(_ line: String) async -> Bool {
         guard let k = prompts.first, let peer = peers[k] else { return false }
         switch line.trimmingCharacters(in: .whitespaces).lowercased() {
@@ -155,9 +158,20 @@ public actor PrivateChat {
             peers[k] = nil
             _ = try? await connection.send(.privateAnswer(user: peer.displayName, accept: false, port: nil, fingerprint: nil), timeout: .seconds(10))
         default:
-            show(.askAgain(from: peer.displayName))
+            // Swallowing it would leave the user unable to do anything else until they answer.
+            remindPending = true
+            return false
         }
         return true
+    }
+
+    /// Shows the pending prompt again if a command ran while it was up; called once that
+    /// command's output is shown, so the reminder comes last.
+    public func remindIfPrompting() {
+        guard remindPending else { return }
+        remindPending = false
+        guard let k = prompts.first, let peer = peers[k] else { return }
+        show(.askAgain(from: peer.displayName))
     }
 
     private func accept(_ k: String, _ name: String) async {
@@ -165,9 +179,10 @@ public actor PrivateChat {
         let identity: TLSIdentity
         do {
             identity = try CertificateFactory.make(commonName: "parley private", kind: .peer, notAfter: 3600)
-            listener = try await PrivateListener.open(identity: identity, host: bindHost, handshakeTimeout: connectTimeout) { link in
-                Task { await self.opened(k, link) }
-            }
+            listener = try await PrivateListener.open(
+                identity: identity, host: bindHost, handshakeTimeout: connectTimeout,
+                onOpen: { link in Task { await self.opened(k, link) } },
+                onAbort: { error in Task { await self.aborted(k, error) } })
         } catch {
             peers[k] = nil
             show(.failure(code: "private_listen_failed", message: "Error. Cannot accept private messaging: \(error)"))
@@ -269,7 +284,20 @@ public actor PrivateChat {
 
     private func connectFailed(_ k: String, _ error: PrivateLinkError) async {
         guard case .connecting? = peers[k]?.phase, let peer = peers.removeValue(forKey: k) else { return }
-        show(.failure(code: "private_connect_failed", message: "Error. Private connection to \(peer.displayName) failed: \(error)"))
+        if error.isExchangeFailure {
+            show(.aborted(user: peer.displayName, reason: error.description, code: error.code))
+        } else {
+            show(.failure(code: "private_connect_failed", message: "Error. Private connection to \(peer.displayName) failed: \(error)"))
+        }
+        _ = try? await connection.send(.stopPrivate(user: peer.displayName), timeout: .seconds(10))
+    }
+
+    /// The accepting side's exchange failed after the session id was spent: nobody else can
+    /// connect, so the attempt is over.
+    private func aborted(_ k: String, _ error: PrivateLinkError) async {
+        guard case .listening(let listener)? = peers[k]?.phase, let peer = peers.removeValue(forKey: k) else { return }
+        listener.close()
+        show(.aborted(user: peer.displayName, reason: error.description, code: error.code))
         _ = try? await connection.send(.stopPrivate(user: peer.displayName), timeout: .seconds(10))
     }
 

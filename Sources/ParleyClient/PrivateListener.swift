@@ -6,7 +6,8 @@ import ParleyTLS
 
 /// The accepting side of a private session: a TLS 1.3 listener on an ephemeral port that
 /// requires a client certificate, pins the key the server relayed, accepts the session id once,
-/// and then stops listening. Refused connections are dropped without anyone being told.
+/// runs the safety-code exchange, and then stops listening. Connections refused before the session
+/// id is accepted are dropped without anyone being told; a later failure goes to `onAbort`.
 public final class PrivateListener: Sendable {
     /// The port the OS picked.
     public let port: Int
@@ -23,11 +24,13 @@ public final class PrivateListener: Sendable {
     }
 
     /// Listens on `host` (port 0). Connections that arrive before `expect(_:)` wait for it: the
-    /// pin is not known until the server relays the other side's fingerprint.
+    /// pin is not known until the server relays the other side's fingerprint. `handshakeTimeout`
+    /// bounds TLS, the session id and the safety-code exchange together.
     public static func open(
         identity: TLSIdentity, host: String, handshakeTimeout: TimeAmount = .seconds(10),
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        onOpen: @escaping @Sendable (PrivateLink) -> Void
+        onOpen: @escaping @Sendable (PrivateLink) -> Void,
+        onAbort: @escaping @Sendable (PrivateLinkError) -> Void = { _ in }
     ) async throws -> PrivateListener {
         let context = try TLSContext(role: .peer(identity: identity, accepting: true))
         let loop = group.next()
@@ -45,7 +48,8 @@ public final class PrivateListener: Sendable {
                             TLSHandler(context: context, pinnedFingerprint: expected.fingerprint, handshakeTimeout: handshakeTimeout))
                         try sync.addHandler(ByteToMessageHandler(FrameDecoder()))
                         try sync.addHandler(
-                            PrivateLinkHandler(role: .accepting(gate: gate, onOpen: onOpen), openTimeout: handshakeTimeout))
+                            PrivateLinkHandler(
+                                role: .accepting(gate: gate, onOpen: onOpen, onAbort: onAbort), openTimeout: handshakeTimeout))
                     }
                 }
                 .bind(host: host, port: 0).get()

@@ -2,9 +2,9 @@ import ParleyProtocol
 
 /// What the private-session machinery tells the person (human and JSON wording below).
 public enum PrivateNotice: Sendable, Hashable {
-    /// `from` asks for a private session; the next input line (y or n) answers.
+    /// `from` asks for a private session; a y or n line answers (other lines run as commands).
     case request(from: String)
-    /// The answer line was neither y nor n.
+    /// Reminder after a command typed while the request from `from` still waits for y or n.
     case askAgain(from: String)
     case accepted(user: String)
     case declined(user: String)
@@ -17,6 +17,8 @@ public enum PrivateNotice: Sendable, Hashable {
     case stopped(user: String)
     /// The other side, the server, or the network ended it; `reason` says which.
     case ended(user: String, reason: String)
+    /// The safety-code exchange failed (a mismatch, a timeout, the peer gave up); no code was shown.
+    case aborted(user: String, reason: String, code: String)
     /// `verify USER`.
     case verify(user: String, safetyCode: String, fingerprint: String)
     /// Something went wrong; `code` is a short machine word.
@@ -37,6 +39,7 @@ public enum PrivateNotice: Sendable, Hashable {
         case .sent: []
         case .stopped(let user): ["Private messaging with \(user) stopped"]
         case .ended(let user, let reason): ["Private messaging with \(user) ended: \(reason)"]
+        case .aborted(let user, let reason, _): ["Private session with \(user) aborted: \(reason)"]
         case .verify(let user, let code, let fingerprint):
             ["Safety code with \(user): \(code)", "\(user)'s key fingerprint: \(fingerprint)"]
         case .failure(_, let message): [message]
@@ -59,6 +62,7 @@ public enum PrivateNotice: Sendable, Hashable {
         case .sent(let to): .object(["event": .string("reply"), "command": .string("private"), "ok": .bool(true), "to": .string(to)])
         case .stopped(let user): object("privatestopped", ["user": user, "reason": "stopped"])
         case .ended(let user, let reason): object("privatestopped", ["user": user, "reason": reason])
+        case .aborted(let user, let reason, let code): object("privateaborted", ["user": user, "reason": reason, "code": code])
         case .verify(let user, let code, let fingerprint):
             object("verify", ["user": user, "safety_code": code, "fingerprint": fingerprint])
         case .failure(let code, let message): object("error", ["code": code, "message": message])

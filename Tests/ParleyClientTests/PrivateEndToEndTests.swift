@@ -171,6 +171,35 @@ struct PrivateEndToEndTests {
         }
     }
 
+    @Test func aPendingPromptLetsOtherLinesRunAsCommandsAndStaysUp() async throws {
+        try await withTestServer { server in
+            let alice = try LiveParley(server, "alice")
+            let bob = try LiveParley(server, "bob")
+            #expect(await bob.waitFor(line: "Welcome to the greatest messaging application ever!"))
+            #expect(await alice.waitFor(line: "Welcome to the greatest messaging application ever!"))
+            alice.type("startprivate bob")
+            #expect(await bob.waitFor(line: "alice would like to private message, enter y or n:"))
+            let reminder = "Please enter y or n (private messaging with alice):"
+            let before = bob.lines.count
+            // Not y/n: it runs as a command (its output is alice's name), and the prompt is recalled after it.
+            bob.type("whoelse")
+            #expect(await bob.waitFor(line: reminder))
+            let after = Array(bob.lines[before...])
+            let output = try #require(after.firstIndex(of: "alice"))
+            #expect(output < after.firstIndex(of: reminder)!)
+            bob.type("message alice thinking about it")
+            #expect(await alice.waitFor(line: "bob: thinking about it"))
+            #expect(!alice.lines.contains("bob declines private messaging"))
+            // The prompt is still the one pending: y answers it.
+            bob.type("y")
+            #expect(await bob.waitFor(line: "Start private messaging with alice"))
+            #expect(await alice.waitFor(line: "bob accepts private messaging"))
+            #expect(await alice.safetyCode(with: "bob") == bob.safetyCode(with: "alice"))
+            _ = await alice.finish()
+            _ = await bob.finish()
+        }
+    }
+
     @Test func logoutAndAKilledPeerEndTheSessionAndTheOtherSideIsTold() async throws {
         try await withTestServer { server in
             let alice = try LiveParley(server, "alice")

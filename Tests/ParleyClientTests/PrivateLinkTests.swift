@@ -169,12 +169,6 @@ struct PrivateLinkTests {
         bob.listener.close()
     }
 
-    @Test func safetyCodeIsSixDigitsFromTheExporter() {
-        #expect(PrivateLink.safetyCode(from: [0, 0, 0, 0, 0, 0x0F, 0x42, 0x3F]) == "999 999")
-        #expect(PrivateLink.safetyCode(from: [0, 0, 0, 0, 0, 0, 0, 7]) == "000 007")
-        #expect(PrivateLink.safetyCode(from: []) == "------")
-    }
-
     @Test func privateFramesRoundTrip() throws {
         for frame in [PrivateFrame.open(session: "abc"), .welcome, .text("hi\nthere"), .bye(reason: "x")] {
             #expect(try PrivateFrame.decode(from: ByteBuffer(bytes: frame.buffer().readableBytesView.dropLast())) == frame)
