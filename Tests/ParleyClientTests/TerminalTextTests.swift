@@ -98,3 +98,34 @@ struct TerminalTextTests {
         #expect(!lines.joined().unicodeScalars.contains { isUnsafeOnTerminal($0) && $0 != "\u{200D}" })
     }
 }
+
+@Suite("Every human output path shows network text safely")
+struct PresenterSafetyTests {
+    let evil = "\u{1b}[2J\u{1b}]0;t\u{7}\r\u{202E}x\nalice: forged"
+    let shownEvil = ["^[[2J^[]0;t^G^M\\u{202E}x", "    | alice: forged"]
+
+    func human(_ output: Output) -> [String] { Presenter.render(output, format: .human) }
+
+    @Test func messagesBroadcastsAndPrivateText() {
+        #expect(human(.event(.message(from: "mallory", text: evil))) == ["mallory: " + shownEvil[0], shownEvil[1]])
+        #expect(human(.event(.broadcast(from: "mallory", text: evil))) == ["mallory: " + shownEvil[0], shownEvil[1]])
+        #expect(human(.local(.privateChat(.message(from: "mallory", text: evil))))
+            == ["mallory(private): " + shownEvil[0], shownEvil[1]])
+        #expect(human(.event(.message(from: "bob", text: "hi"))) == ["bob: hi"])
+        #expect(human(.local(.privateChat(.message(from: "bob", text: "hi")))) == ["bob(private): hi"])
+    }
+
+    @Test func serverTextNamesAndReasons() {
+        #expect(human(.event(.error(code: .badFrame, message: evil))) == shownEvil)
+        #expect(human(.event(.reply(.error(id: nil, .badFrame, message: evil)))) == shownEvil)
+        #expect(human(.reply(.error(id: 1, .rateLimited, message: evil), command: .whoelse)) == shownEvil)
+        #expect(human(.login(.refused(code: .registrationClosed, message: evil))) == shownEvil)
+        #expect(human(.event(.presence(user: "x\u{1b}[2J", online: true))) == ["x^[[2J logged in"])
+        #expect(human(.reply(.ok(id: 1, .users(["a\rb"])), command: .whoelse)) == ["a^Mb"])
+        #expect(human(.event(.privateRequest(from: "m\u{9b}"))) == ["m\\u{009B} would like to private message, enter y or n:"])
+        #expect(human(.local(.privateChat(.ended(user: "mallory", reason: evil))))
+            == ["Private messaging with mallory ended: " + shownEvil[0], shownEvil[1]])
+        #expect(human(.local(.clientError(code: "client_error", message: "Error. " + evil))) == ["Error. " + shownEvil[0], shownEvil[1]])
+        #expect(human(.login(.refused(code: .wrongPassword, message: evil))) == ["Invalid Password. Please try again"])
+    }
+}
