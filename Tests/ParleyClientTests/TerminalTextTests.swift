@@ -128,4 +128,9 @@ struct PresenterSafetyTests {
         #expect(human(.local(.clientError(code: "client_error", message: "Error. " + evil))) == ["Error. " + shownEvil[0], shownEvil[1]])
         #expect(human(.login(.refused(code: .wrongPassword, message: evil))) == ["Invalid Password. Please try again"])
     }
+
+    @Test func completionNeverPutsANameWithControlsIntoTheEditLine() {
+        let users: Set<String> = ["mallory\u{1b}[2J", "m\u{202E}x", "mike"]
+        #expect(Completion.candidates(beforeCursor: "message m", users: users).candidates == ["mike"])
+    }
 }
