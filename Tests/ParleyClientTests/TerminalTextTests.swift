@@ -134,3 +134,21 @@ struct PresenterSafetyTests {
         #expect(Completion.candidates(beforeCursor: "message m", users: users).candidates == ["mike"])
     }
 }
+
+@Suite("JSON output is exact and inert")
+struct JSONSafetyTests {
+    @Test func controlsBidiAndSeparatorsAreEscapesThatRoundTrip() throws {
+        var every = ""
+        for value in UInt32(0)...0x3000 { if let s = Unicode.Scalar(value) { every.unicodeScalars.append(s) } }
+        every += "\u{FEFF}\u{1F468}\u{200D}\u{1F469} \u{10FFFF}"
+        for output in [Output.event(.message(from: "mallory", text: every)), .local(.privateChat(.message(from: "m", text: every)))] {
+            let line = try #require(Presenter.render(output, format: .json).first)
+            #expect(!line.unicodeScalars.contains(where: isUnsafeOnTerminal))
+            guard case .object(let o) = try JSONReader.parse(Array(line.utf8)) else { Issue.record("not an object"); return }
+            #expect(o["text"] == .string(every))
+        }
+        let line = JSONPresenter.line(.string("\u{7f}\u{85}\u{2028}\u{2029}\u{202e}\u{feff}"))
+        #expect(line == #""\u007f\u0085\u2028\u2029\u202e\ufeff""#)
+        #expect(JSONPresenter.line(.string("héllo 👍 \\ \"")) == #""héllo 👍 \\ \"""#)
+    }
+}
