@@ -39,7 +39,9 @@ public enum Completion {
         let pool: [String]
         switch index {
         case 0: pool = UserCommand.allNames
-        case 1 where userArgumentCommands.contains(words[0].lowercased()): pool = Array(users)
+        // Only names the server could have registered: a completion goes into the edit line, so a
+        // name with control characters from a broken or hostile server must never get there.
+        case 1 where userArgumentCommands.contains(words[0].lowercased()): pool = Array(users).filter(Validation.isValidUsername)
         default: pool = []
         }
         let lowered = prefix.lowercased()

@@ -3,11 +3,26 @@ import ParleyProtocol
 /// JSON output: one object per line, keys sorted, with an `event` member naming the kind.
 /// The schema is documented in docs/CLIENT.md.
 public enum JSONPresenter {
-    /// Serialises `value` as one line (no trailing newline).
+    /// Serialises `value` as one line (no trailing newline). Besides what JSON requires, DEL, C1
+    /// controls, U+2028/U+2029 and bidi and invisible formatting characters are `\u` escapes, so
+    /// the line is as inert on a terminal as human output; decoded, the strings are the originals.
     public static func line(_ value: JSONValue) -> String {
         var bytes: [UInt8] = []
         bytes.writeJSON(value)
-        return String(decoding: bytes, as: UTF8.self)
+        let json = String(decoding: bytes, as: UTF8.self)
+        guard json.unicodeScalars.contains(where: TerminalText.mustEscapeInJSON) else { return json }
+        // Outside strings JSON is ASCII without DEL, so each such scalar is inside a string, where a
+        // `\u` escape means the same scalar (all of them are in the BMP: one escape each).
+        var escaped = ""
+        for scalar in json.unicodeScalars {
+            if TerminalText.mustEscapeInJSON(scalar) {
+                let hex = String(scalar.value, radix: 16)
+                escaped += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return escaped
     }
 
     /// The JSON object for one output.

@@ -31,14 +31,16 @@ public enum Presenter {
         }
     }
 
-    /// Human lines for one output.
+    /// Human lines for one output, safe to print: every line goes through `TerminalText` here, the
+    /// one place human output is made, because nearly every line carries text from the network.
     public static func human(_ output: Output) -> [String] {
-        switch output {
+        let lines: [String] = switch output {
         case .event(let message): human(event: message)
         case .reply(let reply, let command): human(reply: reply, command: command)
         case .login(let result): human(login: result)
         case .local(let local): human(local: local)
         }
+        return lines.flatMap { TerminalText($0).lines }
     }
 
     static func human(event: ServerMessage) -> [String] {

@@ -70,8 +70,9 @@ private let completeCallback: CompleteFunction = { el, _ in
             _ = el_insertstr(el, suffix)
             return UInt8(CC_REFRESH)
         }
-        // Nothing more in common: list the choices under the line, then redraw it.
-        writeAll("\r\n" + result.candidates.joined(separator: "  ") + "\r\n")
+        // Nothing more in common: list the choices under the line, then redraw it. User names came
+        // off the network, so the list is printed like any other untrusted text.
+        writeAll("\r\n" + TerminalText(result.candidates.joined(separator: "  ")).lines.joined(separator: "\r\n") + "\r\n")
         return UInt8(CC_REDISPLAY)
     }
 }
