@@ -4,19 +4,21 @@ internal import COpenSSL
 /// The two ends of OpenSSL's I/O as `ByteBuffer`s: OpenSSL reads ciphertext straight from the
 /// buffer the socket filled, and writes ciphertext into a buffer handed to the socket. Compared
 /// with `BIO_s_mem`, this saves one copy each way and keeps nothing allocated while idle (a memory
-/// BIO keeps its largest-ever buffer for the connection's life).
-final class ByteBufferBIO {
+/// BIO keeps its largest-ever buffer for the connection's life). `TLSConnection` inherits from it
+/// so that each connection is one object, not two (idle memory).
+class ByteBufferBIO {
     /// Ciphertext received and not yet consumed by OpenSSL.
     var inbound: ByteBuffer?
     /// Ciphertext OpenSSL produced, waiting to be written to the socket.
     var outbound: ByteBuffer?
-    private let allocator: ByteBufferAllocator
+    let allocator: ByteBufferAllocator
 
     init(allocator: ByteBufferAllocator) {
         self.allocator = allocator
     }
 
-    /// Makes a BIO bound to this object; the caller keeps this object alive while the BIO lives.
+    /// Makes a BIO bound to this object, for both directions (one BIO per connection, not two); the
+    /// caller keeps this object alive while the BIO lives.
     func makeBIO() -> OpaquePointer? {
         guard let bio = BIO_new(byteBufferBIOMethod) else { return nil }
         BIO_set_data(bio, Unmanaged.passUnretained(self).toOpaque())

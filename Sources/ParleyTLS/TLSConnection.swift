@@ -9,19 +9,14 @@ import Glibc
 /// One TLS connection driven through `ByteBufferBIO`: OpenSSL's `SSL` object does the handshake
 /// and every record after it. Every call reports `incomplete / complete / failed` instead of
 /// touching a socket.
-final class TLSConnection {
+final class TLSConnection: ByteBufferBIO {
     enum HandshakeResult { case complete, incomplete, failed(TLSError) }
     enum ReadResult { case data, wantMore, closeNotify, failed(TLSError) }
 
     private let ssl: OpaquePointer
-    private let io: ByteBufferBIO
     /// The pinned key the verify callback reaches through `SSL_get_app_data` (private sessions only).
     private let pin: PinnedKey?
     let context: TLSContext
-    /// What the handshake negotiated.
-    private(set) var cipherSuite = ""
-    private(set) var protocolVersion = ""
-    private(set) var peerFingerprint: [UInt8]?
 
     init(
         context: TLSContext, serverHostname: String?, pinnedFingerprint: [UInt8]?,
@@ -31,16 +26,13 @@ final class TLSConnection {
         guard let ssl = SSL_new(context.raw) else {
             throw .configuration(OpenSSLErrorQueue.describe("SSL_new"))
         }
-        let io = ByteBufferBIO(allocator: allocator)
-        guard let rbio = io.makeBIO(), let wbio = io.makeBIO() else {
-            SSL_free(ssl)
-            throw .configuration("BIO_new failed")
-        }
-        SSL_set_bio(ssl, rbio, wbio)
         self.ssl = ssl
-        self.io = io
         self.context = context
         self.pin = pinnedFingerprint.map(PinnedKey.init)
+        super.init(allocator: allocator)
+        // From here on a throw runs deinit, which frees ssl (and the BIO once it is set).
+        guard let bio = makeBIO() else { throw .configuration("BIO_new failed") }
+        SSL_set_bio(ssl, bio, bio)  // one reference, used for both directions
         if let pin { _ = parley_SSL_set_app_data(ssl, Unmanaged.passUnretained(pin).toOpaque()) }
         if context.isServerSide {
             SSL_set_accept_state(ssl)
@@ -53,7 +45,7 @@ final class TLSConnection {
     }
 
     deinit {
-        SSL_free(ssl)  // frees both BIOs
+        SSL_free(ssl)  // frees the BIO
     }
 
     private func configureHostCheck(_ ssl: OpaquePointer, _ host: String) throws(TLSError) {
@@ -68,18 +60,10 @@ final class TLSConnection {
         }
     }
 
-    /// Hands ciphertext from the network over (no copy: it is read from this buffer).
-    func receive(_ buffer: inout ByteBuffer) {
-        io.receive(&buffer)
-    }
-
     func handshake() -> HandshakeResult {
         ERR_clear_error()
         let rc = SSL_do_handshake(ssl)
-        if rc == 1 {
-            completeHandshake(ssl)
-            return .complete
-        }
+        if rc == 1 { return .complete }
         switch SSL_get_error(ssl, rc) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
             return .incomplete
@@ -88,11 +72,14 @@ final class TLSConnection {
         }
     }
 
-    private func completeHandshake(_ ssl: OpaquePointer) {
-        protocolVersion = String(cString: SSL_get_version(ssl))
+    /// What the handshake negotiated (built once, when it completes: nothing is kept per connection).
+    func sessionInfo(exporterLabel: String?) -> TLSSessionInfo {
         let cipher = SSL_get_current_cipher(ssl)
-        cipherSuite = cipher.map { String(cString: SSL_CIPHER_get_name($0)) } ?? ""
-        peerFingerprint = SSL_get0_peer_certificate(ssl).map { spkiFingerprint(ofKey: X509_get0_pubkey($0)) }
+        return TLSSessionInfo(
+            protocolVersion: String(cString: SSL_get_version(ssl)),
+            cipherSuite: cipher.map { String(cString: SSL_CIPHER_get_name($0)) } ?? "",
+            peerFingerprint: SSL_get0_peer_certificate(ssl).map { spkiFingerprint(ofKey: X509_get0_pubkey($0)) },
+            exportedSecret: exporterLabel.flatMap { exportKeyingMaterial(label: $0, length: 32) })
     }
 
     private func handshakeError(_ ssl: OpaquePointer) -> TLSError {
@@ -162,11 +149,6 @@ final class TLSConnection {
         let rc = SSL_shutdown(ssl)
         _ = OpenSSLErrorQueue.drain()
         return rc == 1
-    }
-
-    /// Takes the ciphertext produced so far, if any.
-    func takeOutbound() -> ByteBuffer? {
-        io.takeOutbound()
     }
 
     /// Keying material bound to this session (RFC 8446 exporter), e.g. for a safety code.

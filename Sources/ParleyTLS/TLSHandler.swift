@@ -152,13 +152,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             guard machine.handshakeCompleted() else { return }
             handshakeTimer?.cancel()
             handshakeTimer = nil
-            let info = TLSSessionInfo(
-                protocolVersion: connection.protocolVersion,
-                cipherSuite: connection.cipherSuite,
-                peerFingerprint: connection.peerFingerprint,
-                // Only private sessions show a safety code; the exporter costs an HKDF per handshake.
-                exportedSecret: tlsContext.isPeer
-                    ? connection.exportKeyingMaterial(label: Self.exporterLabel, length: 32) : nil)
+            // Only private sessions show a safety code; the exporter costs an HKDF per handshake.
+            let info = connection.sessionInfo(exporterLabel: tlsContext.isPeer ? Self.exporterLabel : nil)
             context.fireUserInboundEventTriggered(TLSEvent.handshakeCompleted(info))
             // Writes made before the peer was verified go out only now.
             if pendingPlaintext != nil { encryptPending(context: context) }
