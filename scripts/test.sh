@@ -8,3 +8,5 @@ scripts/fuzz.sh "${PARLEY_FUZZ_SECONDS:-10}" >/tmp/parley-fuzz.log 2>&1 || { tai
 grep -E '^(Done|#[0-9]+ +DONE)' /tmp/parley-fuzz.log || true
 swift build --build-tests
 swift test --skip-build
+# An outside TLS scanner (sslyze, Mozilla's modern profile) against a server on its defaults.
+scripts/tls-audit.sh
