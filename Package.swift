@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "ParleyProtocol", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         // Durable state behind a storage protocol; SQLite backend.
         .target(name: "ParleyStore", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio"), logging] + nio),
-        .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyStore", "ParleyCrypto", logging] + nio),
+        .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyStore", "ParleyCrypto", "CParleyShims", logging] + nio),
         .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyCrypto", logging] + nio),
         .target(name: "ParleyTestSupport", dependencies: ["ParleyTLS", "ParleyServer", "ParleyClient", "ParleyCrypto"] + nio),
         .executableTarget(name: "parley-server", dependencies: [

@@ -31,3 +31,10 @@ void parley_SSL_CTX_set_verify(SSL_CTX *ctx, int mode, parley_verify_fn fn) { SS
 SSL *parley_X509_STORE_CTX_get_ssl(X509_STORE_CTX *store) {
     return X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
 }
+
+#ifdef __GLIBC__
+#include <malloc.h>
+int parley_malloc_trim(size_t pad) { return malloc_trim(pad); }
+#else
+int parley_malloc_trim(size_t pad) { (void)pad; return 0; }
+#endif

@@ -67,6 +67,7 @@ public final class ChatServer: Sendable {
         let channel: Channel
         do {
             try await hub.startWakers()
+            service.memory.start(on: loops[0])
             channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -85,6 +86,7 @@ public final class ChatServer: Sendable {
                 }
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
+            service.memory.stop()
             try? await passwords.shutdown()
             try? await chatStore.close()
             try? await group.shutdownGracefully()
@@ -114,6 +116,7 @@ public final class ChatServer: Sendable {
         try? await service.passwords.shutdown()
         await service.work.closeAndDrain()
         await service.hub.stopWakers()
+        service.memory.stop()
         try await group.shutdownGracefully()
         try await service.store.close()
         logger.info("stopped")

@@ -22,6 +22,20 @@ struct ChatService: Sendable {
     let work = InFlightWork()
     /// Connection handlers alive: each adds itself at init and removes itself at deinit.
     let handlers = NIOLockedValueBox(0)
+    /// Returns heap freed by connection churn to the system (see `MemoryReleaser`).
+    let memory = MemoryReleaser()
+
+    /// A connection handler was created.
+    func connectionOpened() {
+        handlers.withLockedValue { $0 += 1 }
+        memory.connectionChurned()
+    }
+
+    /// A connection handler was freed.
+    func connectionFreed() {
+        handlers.withLockedValue { $0 -= 1 }
+        memory.connectionChurned()
+    }
 
     /// What a successful password check hands to the connection.
     struct Authenticated: Sendable {

@@ -43,11 +43,11 @@ final class SessionHandler: ChannelDuplexHandler {
     init(service: ChatService, logger: Logger) {
         self.service = service
         self.logger = logger
-        service.handlers.withLockedValue { $0 += 1 }
+        service.connectionOpened()
     }
 
     deinit {
-        service.handlers.withLockedValue { $0 -= 1 }
+        service.connectionFreed()
     }
 
     var configuration: ServerConfiguration { service.configuration }

@@ -39,6 +39,9 @@ long parley_BIO_get_mem_data(BIO *bio, char **data);
 
 // Memory
 void parley_OPENSSL_free(void *ptr);
+// glibc's malloc_trim(pad) from <malloc.h>, which Swift's Glibc module does not export; returns 0
+// where there is no glibc.
+int parley_malloc_trim(size_t pad);
 
 // Variadic: EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256").
 EVP_PKEY *parley_generate_p256_key(void);
