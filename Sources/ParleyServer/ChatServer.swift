@@ -65,6 +65,7 @@ public final class ChatServer: Sendable {
             store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger,
             admission: admission)
         let channel: Channel
+        let tlsSettings = TLSHandler.Settings(context: tls, handshakeTimeout: configuration.handshakeTimeout, logger: logger)
         do {
             try await hub.startWakers()
             service.memory.start(on: loops[0])
@@ -79,7 +80,7 @@ public final class ChatServer: Sendable {
                     child.eventLoop.makeCompletedFuture {
                         let sync = child.pipeline.syncOperations
                         try sync.addHandler(
-                            TLSHandler(context: tls, handshakeTimeout: configuration.handshakeTimeout, logger: logger))
+                            TLSHandler(settings: tlsSettings))
                         try sync.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: configuration.maxFrameBytes)))
                         try sync.addHandler(SessionHandler(service: service, logger: logger))
                     }

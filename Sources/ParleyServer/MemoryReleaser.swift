@@ -13,8 +13,13 @@ internal import CParleyShims
 /// holds the allocator's locks meanwhile, so it runs off the event loops and only after real churn,
 /// never on a quiet server.
 final class MemoryReleaser: Sendable {
-    /// Connections opened or closed since the last release.
-    private let churn = NIOLockedValueBox(0)
+    private struct Churn {
+        /// Connections opened or closed since the last release.
+        var sinceRelease = 0
+        /// The same since the last check.
+        var sinceCheck = 0
+    }
+    private let churn = NIOLockedValueBox(Churn())
     private let threshold: Int
     private let queue = DispatchQueue(label: "parley.memory-release", qos: .utility)
     private let task: NIOLockedValueBox<RepeatedTask?> = NIOLockedValueBox(nil)
@@ -39,15 +44,22 @@ final class MemoryReleaser: Sendable {
 
     /// Called for each connection opened and each closed.
     func connectionChurned() {
-        churn.withLockedValue { $0 += 1 }
+        churn.withLockedValue {
+            $0.sinceRelease += 1
+            $0.sinceCheck += 1
+        }
     }
 
-    /// Releases now if enough connections came or went since the last release; returns whether it did.
+    /// Releases now if enough connections came or went since the last release and the churn has
+    /// settled (a quiet interval), or if a long burst has gone on for 16 thresholds; returns whether
+    /// it did. Releasing in the middle of a burst would only see the holes refilled.
     @discardableResult
     func releaseIfChurned() -> Bool {
-        let due = churn.withLockedValue { count -> Bool in
-            guard count >= threshold else { return false }
-            count = 0
+        let due = churn.withLockedValue { c -> Bool in
+            defer { c.sinceCheck = 0 }
+            let settled = c.sinceCheck < max(threshold / 8, 1)
+            guard c.sinceRelease >= threshold, settled || c.sinceRelease >= 16 * threshold else { return false }
+            c.sinceRelease = 0
             return true
         }
         if due { queue.async { Self.release() } }

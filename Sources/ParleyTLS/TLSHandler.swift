@@ -32,12 +32,37 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The exporter label for safety codes (unregistered labels must start with EXPERIMENTAL).
     public static let exporterLabel = "EXPERIMENTAL parley safety code v1"
 
-    private let tlsContext: TLSContext
-    private let serverHostname: String?
-    private let pinnedFingerprint: [UInt8]?
-    private let handshakeTimeout: TimeAmount
-    private let closeNotifyTimeout: TimeAmount
-    private let logger: Logger?
+    /// What every connection made with the same options shares: one object for all of a server's
+    /// connections, instead of a copy of each field (and of the logger) per connection.
+    public final class Settings: Sendable {
+        let tlsContext: TLSContext
+        let serverHostname: String?
+        let pinnedFingerprint: [UInt8]?
+        let handshakeTimeout: TimeAmount
+        let closeNotifyTimeout: TimeAmount
+        let logger: Logger?
+
+        /// See `TLSHandler.init(context:serverHostname:pinnedFingerprint:handshakeTimeout:closeNotifyTimeout:logger:)`.
+        public init(
+            context: TLSContext,
+            serverHostname: String? = nil,
+            pinnedFingerprint: [UInt8]? = nil,
+            handshakeTimeout: TimeAmount = .seconds(10),
+            closeNotifyTimeout: TimeAmount = .seconds(2),
+            logger: Logger? = nil
+        ) {
+            self.tlsContext = context
+            self.serverHostname = serverHostname
+            self.pinnedFingerprint = pinnedFingerprint
+            self.handshakeTimeout = handshakeTimeout
+            self.closeNotifyTimeout = closeNotifyTimeout
+            self.logger = logger
+        }
+    }
+
+    private let settings: Settings
+    private var tlsContext: TLSContext { settings.tlsContext }
+    private var logger: Logger? { settings.logger }
 
     private var machine = TLSStateMachine()
     private var connection: TLSConnection?
@@ -57,7 +82,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// but memory stays bounded.
     private static let eagerEncryptThreshold = 64 * 1024
 
-    public init(
+    /// A handler with its own settings (clients, private sessions, tests).
+    public convenience init(
         context: TLSContext,
         serverHostname: String? = nil,
         pinnedFingerprint: [UInt8]? = nil,
@@ -65,12 +91,14 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         closeNotifyTimeout: TimeAmount = .seconds(2),
         logger: Logger? = nil
     ) {
-        self.tlsContext = context
-        self.serverHostname = serverHostname
-        self.pinnedFingerprint = pinnedFingerprint
-        self.handshakeTimeout = handshakeTimeout
-        self.closeNotifyTimeout = closeNotifyTimeout
-        self.logger = logger
+        self.init(settings: Settings(
+            context: context, serverHostname: serverHostname, pinnedFingerprint: pinnedFingerprint,
+            handshakeTimeout: handshakeTimeout, closeNotifyTimeout: closeNotifyTimeout, logger: logger))
+    }
+
+    /// A handler sharing `settings` with others (a server's connections).
+    public init(settings: Settings) {
+        self.settings = settings
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -97,13 +125,13 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard machine.startHandshake() else { return }
         do {
             connection = try TLSConnection(
-                context: tlsContext, serverHostname: serverHostname, pinnedFingerprint: pinnedFingerprint,
+                context: tlsContext, serverHostname: settings.serverHostname, pinnedFingerprint: settings.pinnedFingerprint,
                 allocator: context.channel.allocator)
         } catch {
             fail(context: context, error: error)
             return
         }
-        let timeout = handshakeTimeout
+        let timeout = settings.handshakeTimeout
         handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
             if machine.state == .handshaking { fail(context: context, error: .handshakeTimeout) }
         }
@@ -332,7 +360,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             writeOutbound(context: context, flush: true)
             closePromise = promise ?? context.eventLoop.makePromise()
             // Honour the peer's close_notify if it comes soon; never wait forever for it.
-            closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: closeNotifyTimeout) { [self] in
+            closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: settings.closeNotifyTimeout) { [self] in
                 let promise = closePromise
                 closePromise = nil
                 context.close(promise: promise)
