@@ -231,6 +231,8 @@ public struct ClientStateMachine: Sendable {
             out.append(.cancelTimer(.reply(id: id)))
             return replied(reply, id: id, purpose, &out)
         }
+        // A reply that came after we gave up on it (its "no reply" error was shown).
+        if case .reply(let reply) = frame, let id = reply.id, id > 0, id < nextID { return }
         if case .finished = phase { return }
         let before = users
         users.apply(frame)
