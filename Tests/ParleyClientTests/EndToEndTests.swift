@@ -10,13 +10,7 @@ struct ParleyRun {
     var status: Int32
     var lines: [String]
 
-    static var binary: URL {
-        // The test bundle lives next to the built products.
-        let products = Bundle.main.bundleURL.deletingLastPathComponent()
-        let direct = products.appendingPathComponent("parley")
-        if FileManager.default.fileExists(atPath: direct.path) { return direct }
-        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("parley")
-    }
+    static var binary: URL { ServerProcess.productURL("parley") }
 
     /// Feeds `input` (one entry per line) and waits up to `timeout` seconds; with `holdOpen`, stdin
     /// stays open until the process exits on its own (e.g. the server times it out).
