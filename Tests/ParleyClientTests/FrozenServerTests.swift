@@ -57,6 +57,8 @@ struct FrozenServerTests {
         #expect(await alice.waitFor(line: Self.welcome))
         #expect(await bob.waitFor(line: Self.welcome))
         #expect(await openPrivate(alice, bob, aliceStarted: "Start private messaging with bob"))
+        // The safety code is the last line the opening prints; everything after it is new.
+        #expect(await alice.safetyCode(with: "bob") != nil)
         let baseline = alice.lines.count
 
         server.pause()
