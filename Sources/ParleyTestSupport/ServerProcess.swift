@@ -53,8 +53,31 @@ public final class ServerProcess: @unchecked Sendable {
         throw ServerProcessError.notListening
     }
 
-    /// Freezes the whole process: it neither reads nor answers until `resume()`.
-    public func pause() { kill(process.processIdentifier, SIGSTOP) }
+    /// Freezes the whole process: it neither reads nor answers until `resume()`. Returns once
+    /// every thread has stopped (the signal is asynchronous), or after `timeout` seconds.
+    @discardableResult
+    public func pause(timeout: Double = 10) async -> Bool {
+        kill(process.processIdentifier, SIGSTOP)
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        while ContinuousClock.now < deadline {
+            if allThreadsStopped() { return true }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return allThreadsStopped()
+    }
+
+    /// Linux: every task of the process is in state T (stopped). Elsewhere the check is skipped.
+    private func allThreadsStopped() -> Bool {
+        let tasks = "/proc/\(process.processIdentifier)/task"
+        guard let ids = try? FileManager.default.contentsOfDirectory(atPath: tasks) else { return true }
+        return ids.allSatisfy { id in
+            guard let stat = try? String(contentsOfFile: "\(tasks)/\(id)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return true }
+            let state = stat[stat.index(after: close)...].split(separator: " ").first
+            return state == "T" || state == "t"
+        }
+    }
 
     public func resume() { kill(process.processIdentifier, SIGCONT) }
 

@@ -27,7 +27,7 @@ struct FrozenServerTests {
         #expect(await bob.waitFor(line: Self.welcome))
         #expect(await openPrivate(alice, bob, aliceStarted: #"{"event":"privatestarted""#))
 
-        server.pause()
+        #expect(await server.pause())
         alice.type("message bob x", "private bob y")
         // Through the direct link, while the server cannot read anything.
         #expect(await bob.waitFor(line: "alice(private): y"))
@@ -61,12 +61,12 @@ struct FrozenServerTests {
         #expect(await alice.safetyCode(with: "bob") != nil)
         let baseline = alice.lines.count
 
-        server.pause()
+        #expect(await server.pause())
         alice.type("whoelse", "block alice", "nonsense", "message nobody hi", "private bob marker")
         // One ordered loop: the marker left after every command before it was sent, and the
         // stopped server has answered none of them, so all four are in flight at once.
         #expect(await bob.waitFor(line: "alice(private): marker"))
-        #expect(alice.lines.count == baseline, "no reply can have come, and local output waits behind them")
+        #expect(Array(alice.lines[baseline...]) == [], "no reply can have come, and local output waits behind them")
 
         server.resume()
         #expect(await alice.waitFor(line: "Error. Invalid user"))
