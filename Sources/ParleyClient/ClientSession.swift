@@ -103,7 +103,13 @@ public final class ClientSession: Sendable {
             let status = await loop.run(events)
             await loop.links.closeAll()  // peers hear why before the process exits
             writer.finish()
-            await sender.value  // acks and the logout are on the wire before the close
+            // Acks and the logout go out before the close; a server that stopped reading gets
+            // one reply timeout to take them, then the close cuts the writes short.
+            let cutOff = channel.channel.eventLoop.scheduleTask(in: .nanoseconds(configuration.replyTimeout.nanoseconds)) {
+                channel.channel.close(promise: nil)
+            }
+            await sender.value
+            cutOff.cancel()
             try? await channel.channel.close()
             await reader.value
             sink.finish()
