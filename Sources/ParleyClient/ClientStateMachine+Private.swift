@@ -86,8 +86,9 @@ extension ClientStateMachine {
             let id = nextRequestID()
             pending[id] = .startPrivate(key: k, attempt: attempt)
             barriers.append(id)
-            out.append(.sendStartPrivate(user: user, attempt: attempt, id: id))
+            // The deadline first: if the key cannot be made, `identityFailed` cancels it at once.
             out.append(.armTimer(.reply(id: id), after: configuration.replyTimeout))
+            out.append(.sendStartPrivate(user: user, attempt: attempt, id: id))
         case .privateMessage(let user, let text):
             guard case .open(let attempt, _, _, _)? = privates.peers[canonical(user)]?.phase else { return notEnabled(user, &out) }
             guard Validation.isValidText(text) else {

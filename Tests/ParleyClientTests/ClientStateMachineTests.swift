@@ -226,4 +226,32 @@ struct ClientStateMachineTests {
         #expect(out.first == .closePrivate(PrivateAttempt(1), reason: "alice logged out"))
         #expect(sent(out).map(\.0) == [.logout])
     }
+
+    @Test func aKeyThatCannotBeMadeFailsTheRequestInItsTurn() {
+        var d = Driver()
+        d.online()
+        d.feed(.line("startprivate bob"))
+        #expect(shown(d.feed(.line("help"))).isEmpty)
+        let failed = d.feed(.privateLink(.identityFailed(attempt: PrivateAttempt(1), message: "no entropy")))
+        #expect(failed.contains(.cancelTimer(.reply(id: 2))))
+        #expect(shown(failed) == [
+            .local(.privateChat(.failure(code: "tls_configuration", message: "Error. no entropy"))), .local(.help),
+        ])
+        // bob is free again: a new request is a new attempt.
+        #expect(d.feed(.line("startprivate bob")).contains(.sendStartPrivate(user: "bob", attempt: PrivateAttempt(2), id: 3)))
+    }
+
+    @Test func theServerEndingAPendingPromptRemovesIt() {
+        var d = Driver()
+        d.online()
+        d.feed(.frame(.privateRequest(from: "carol")))
+        #expect(shown(d.feed(.frame(.privateStopped(user: "carol", reason: "no answer in time")))) == [
+            .local(.privateChat(.ended(user: "carol", reason: "no answer in time"))),
+        ])
+        // With no prompt up, y is just an invalid command.
+        guard case .local(.invalidCommand)? = shown(d.feed(.line("y"))).first else {
+            Issue.record("y without a prompt is not an answer")
+            return
+        }
+    }
 }
