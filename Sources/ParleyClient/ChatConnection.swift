@@ -141,20 +141,13 @@ public final class ChatConnection: Sendable {
         try? await eventLoop.flatSubmit { handler.close(on: eventLoop) }.get()
     }
 
-    /// How many messages have been put on `events` so far. A consumer that counts what it has taken
-    /// can wait until it has caught up, e.g. to show events that arrived before a reply first.
-    public func eventsDelivered() async -> Int {
-        let handler = self.handler
-        return (try? await channel.eventLoop.submit { handler.eventsDelivered }.get()) ?? 0
-    }
-
     /// Waits until the connection is closed; returns the failure that closed it, or nil for a plain close.
     public func waitUntilClosed() async -> ClientError? {
         (try? await handler.closed.futureResult.get()) ?? nil
     }
 
     // NIO's connect errors list every address tried; people want the reason, e.g. "Connection refused".
-    private static func describeConnectError(_ error: Error) -> String {
+    static func describeConnectError(_ error: Error) -> String {
         if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
             return describeConnectError(first.error)
         }

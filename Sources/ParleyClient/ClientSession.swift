@@ -1,4 +1,6 @@
-import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import ParleyCrypto
 import ParleyProtocol
 
 /// Where a session reads what the person (or script) types.
@@ -17,48 +19,44 @@ public protocol OutputSink: Sendable {
     func emit(_ lines: [String])
 }
 
-/// Drives one chat session over a connected `ChatConnection`: login (with retries), then commands
-/// from `input` and events from the server, until logout, end of input, or the server ends it.
+/// Runs one chat session as one loop over one ordered stream of events: typed lines, server
+/// frames, private-link activity and timers. `ClientStateMachine` decides; this loop only
+/// carries its actions out, so there is no second task to keep in step.
 public final class ClientSession: Sendable {
-    private let connection: ChatConnection
+    private let connection: ServerConnection
     private let input: LineSource
     private let output: OutputSink
     private let format: OutputFormat
-    private let presetUsername: String?
-    private let replyTimeout: Duration
-    private let state = SessionState()
+    private let username: String?
+    private let configuration: ClientStateMachine.Configuration
     private let onlineUsersChanged: @Sendable (Set<String>) -> Void
-    /// Private sessions (direct peer-to-peer connections); see `PrivateChat`.
-    public let privateChat: PrivateChat
+    private let privateConnectTimeout: TimeAmount
+    /// Frames taken off the wire and not yet handled by the loop; bounded like the old buffer.
+    private let unhandledFrames = NIOLockedValueBox(0)
+    private let frameBacklogLimit: Int
 
     /// - Parameters:
     ///   - username: use this name instead of asking for one.
     ///   - replyTimeout: how long to wait for each reply before reporting it missing.
     ///   - onlineUsersChanged: called with the new set whenever presence or `whoelse` changes it.
     public init(
-        connection: ChatConnection, input: LineSource, output: OutputSink, format: OutputFormat,
-        username: String? = nil, replyTimeout: Duration = .seconds(10),
+        connection: ServerConnection, input: LineSource, output: OutputSink, format: OutputFormat,
+        username: String? = nil, replyTimeout: Duration = .seconds(10), frameBacklogLimit: Int = 4096,
+        privateConnectTimeout: TimeAmount = .seconds(10),
         onlineUsersChanged: @escaping @Sendable (Set<String>) -> Void = { _ in }
     ) {
         self.connection = connection
         self.input = input
         self.output = output
         self.format = format
-        self.presetUsername = username
-        self.replyTimeout = replyTimeout
+        self.username = username
+        var configuration = ClientStateMachine.Configuration()
+        configuration.replyTimeout = replyTimeout
+        configuration.listenTimeout = .nanoseconds(privateConnectTimeout.nanoseconds * 3)
+        self.configuration = configuration
+        self.privateConnectTimeout = privateConnectTimeout
+        self.frameBacklogLimit = frameBacklogLimit
         self.onlineUsersChanged = onlineUsersChanged
-        self.privateChat = PrivateChat(connection: connection, output: output, format: format)
-    }
-
-    /// Runs the whole session and returns the process exit status it ended with.
-    public func run() async -> ExitStatus {
-        if let failed = await logIn() { return failed }
-        return await withCheckedContinuation { continuation in
-            state.setFinisher(continuation)
-            // Events and typed commands run side by side; whichever ends the session first wins.
-            Task { if let status = await self.pumpEvents() { self.state.finish(status) } }
-            Task { if let status = await self.readCommands() { self.state.finish(status) } }
-        }
     }
 
     /// Maps a connection failure to the exit status the client reports.
@@ -72,204 +70,173 @@ public final class ClientSession: Sendable {
         }
     }
 
-    private func show(_ item: Output) {
+    /// Runs the whole session and returns the process exit status it ended with.
+    public func run() async -> ExitStatus {
+        let (events, sink) = AsyncStream.makeStream(of: LoopEvent.self)
+        let (writes, writer) = AsyncStream.makeStream(of: ByteBuffer.self)
+        let channel = connection.channel
+        let result = try? await channel.executeThenClose { inbound, outbound in
+            // The wire in order, into the one stream.
+            let reader = Task { [unhandledFrames, frameBacklogLimit] in
+                do {
+                    for try await frame in inbound {
+                        sink.yield(.client(.frame(frame)))
+                        // Never drop silently: closing makes the server re-send unacked stored messages later.
+                        if unhandledFrames.withLockedValue({ $0 += 1; return $0 }) > frameBacklogLimit {
+                            sink.yield(.client(.connectionClosed(.eventBufferOverflow)))
+                            channel.channel.close(promise: nil)
+                            return
+                        }
+                    }
+                    sink.yield(.client(.connectionClosed(nil)))
+                } catch {
+                    sink.yield(.client(.connectionClosed(ServerConnection.clientError(for: error))))
+                }
+            }
+            // Requests leave in the order the loop wrote them; the loop itself never waits on the socket.
+            let sender = Task {
+                for await buffer in writes {
+                    do { try await outbound.write(buffer) } catch { return }
+                }
+            }
+            var loop = SessionLoop(session: self, sink: sink, writer: writer, eventLoop: channel.channel.eventLoop)
+            let status = await loop.run(events)
+            await loop.links.closeAll()  // peers hear why before the process exits
+            writer.finish()
+            // Acks and the logout go out before the close; a server that stopped reading gets
+            // one reply timeout to take them, then the close cuts the writes short.
+            let cutOff = channel.channel.eventLoop.scheduleTask(in: .nanoseconds(configuration.replyTimeout.nanoseconds)) {
+                channel.channel.close(promise: nil)
+            }
+            await sender.value
+            cutOff.cancel()
+            try? await channel.channel.close()
+            await reader.value
+            sink.finish()
+            return status
+        }
+        return result ?? .connectionLost
+    }
+
+    fileprivate func show(_ item: Output) {
         let lines = Presenter.render(item, format: format)
         if !lines.isEmpty { output.emit(lines) }
     }
 
-    private func showFailure(_ error: Error) -> ExitStatus {
-        let clientError = error as? ClientError ?? .protocolViolation(String(describing: error))
-        let status = Self.exitStatus(for: clientError)
-        let code = status == .connectionLost ? "connection_lost" : "client_error"
-        show(.local(.clientError(code: code, message: "Error. \(clientError.description)")))
-        return status
+    fileprivate var bindHost: String { connection.localHost ?? "127.0.0.1" }
+
+    fileprivate func makeMachine() -> ClientStateMachine {
+        ClientStateMachine(username: username, configuration: configuration)
     }
 
-    /// Returns nil once logged in, otherwise the status to exit with.
-    private func logIn() async -> ExitStatus? {
-        var username = presetUsername
-        while true {
-            if username == nil {
-                guard let line = await input.readLine(prompt: "Username: ") else { return .badCredentials }
-                let name = line.trimmingCharacters(in: .whitespaces)
-                if name.isEmpty { continue }
-                username = name
-            }
-            guard let name = username, let password = await input.readSecret(prompt: "Password: ") else {
-                return .badCredentials
-            }
-            let result: LoginResult
-            do {
-                result = try await connection.login(username: name, password: password, timeout: replyTimeout)
-            } catch {
-                return showFailure(error)
-            }
-            show(.login(result))
-            if case .loggedIn(let registered, _) = result { await privateChat.loggedIn(as: registered) }
-            guard case .refused(let code, _) = result else { return nil }
-            switch code {
-            case .wrongPassword, .invalidPasswordFormat: continue  // same username, ask the password again
-            case .accountLocked, .accountLockedNow: return .accountLocked
-            case .alreadyOnline: return .alreadyOnline
-            case .invalidUsername, .registrationClosed:
-                // A name given on the command line cannot be re-asked; a typed one can.
-                guard presetUsername == nil else { return .badCredentials }
-                username = nil
-            case .rateLimited: return .otherError
-            default: return .otherError
-            }
-        }
+    fileprivate func frameHandled() { unhandledFrames.withLockedValue { $0 -= 1 } }
+
+    fileprivate var readInput: LineSource { input }
+    fileprivate var connectTimeout: TimeAmount { privateConnectTimeout }
+    fileprivate func usersChanged(_ names: Set<String>) { onlineUsersChanged(names) }
+}
+
+/// What reaches the loop: the machine's events, plus the I/O objects the edges hand over.
+enum LoopEvent: Sendable {
+    case client(ClientEvent)
+    case linkReady(PrivateAttempt, PrivateLink)
+    case listenerReady(PrivateAttempt, PrivateListener, fingerprint: String)
+}
+
+/// The loop: takes events in order, asks the machine, carries out the actions. Owned by the one
+/// task that runs it, so nothing here needs a lock.
+private struct SessionLoop {
+    let session: ClientSession
+    let sink: AsyncStream<LoopEvent>.Continuation
+    let writer: AsyncStream<ByteBuffer>.Continuation
+    let eventLoop: EventLoop
+    var machine: ClientStateMachine
+    var timers: [ClientTimer: Scheduled<Void>] = [:]
+    let links: PrivateEdge
+
+    init(session: ClientSession, sink: AsyncStream<LoopEvent>.Continuation, writer: AsyncStream<ByteBuffer>.Continuation, eventLoop: EventLoop) {
+        self.session = session
+        self.sink = sink
+        self.writer = writer
+        self.eventLoop = eventLoop
+        self.machine = session.makeMachine()
+        self.links = PrivateEdge(sink: sink, bindHost: session.bindHost, timeout: session.connectTimeout)
     }
 
-    /// Shows events as they arrive, acking stored messages after they are shown.
-    private func pumpEvents() async -> ExitStatus? {
-        var ending: LogoutReason?
-        for await event in connection.events {
-            if let names = state.updateUsers({ $0.apply(event) }) { onlineUsersChanged(names) }
-            if await privateChat.handle(event) {
-                state.markEventProcessed()
-                continue
+    mutating func run(_ events: AsyncStream<LoopEvent>) async -> ExitStatus {
+        if let status = perform(machine.start()) { return status }
+        for await event in events {
+            let actions: [ClientAction]
+            switch event {
+            case .client(let clientEvent):
+                if case .frame = clientEvent { session.frameHandled() }
+                actions = machine.handle(clientEvent)
+            case .linkReady(let attempt, let link):
+                links.adopt(link, for: attempt)
+                actions = machine.handle(.privateLink(.opened(
+                    attempt: attempt, safetyCode: link.safetyCode, peerFingerprint: Hex.encode(link.peerFingerprint))))
+            case .listenerReady(let attempt, let listener, let fingerprint):
+                links.listeners[attempt] = listener
+                actions = machine.handle(.privateLink(.listening(attempt: attempt, port: UInt16(listener.port), fingerprint: fingerprint)))
             }
-            if case .loggedOut(let reason) = event, reason != .logout {
-                await privateChat.closeAll(reason: reason == .timeout ? "timed out" : "lost the connection to the server")
-            }
-            show(.event(event))
-            if case .message(_, _, let delivery?, _) = event {
-                // Only now is it shown; the ack lets the server forget it (exactly-once delivery).
-                try? await connection.sendWithoutReply(.ack(delivery: delivery))
-            }
-            if case .loggedOut(let reason) = event { ending = reason }
-            state.markEventProcessed()
+            if let status = perform(actions) { return status }
         }
-        state.markAllEventsProcessed()
-        if state.logoutRequested { return nil }  // the command loop finishes after showing the reply
-        switch ending {
-        case .timeout: return .timedOut
-        case .logout: return .ok
-        case .duplicate, .serverShutdown, .slowConsumer: return .connectionLost
-        case nil:
-            let error = await connection.waitUntilClosed() ?? .connectionClosed
-            return showFailure(error)
-        }
+        return .connectionLost  // not reached: the reader always reports the end of the connection
     }
 
-    /// Waits (bounded) until the event pump has shown everything received so far.
-    private func catchUpWithEvents() async {
-        let target = await connection.eventsDelivered()
-        let deadline = ContinuousClock.now + replyTimeout
-        while !state.hasProcessed(target), ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(2))
-        }
-    }
-
-    /// Stored messages come right after login but not in step with replies, so a logout sent too
-    /// early would overtake their acks (they would be shown again next time). Silent round trips
-    /// until the event count stops moving (bounded) let them arrive, be shown and be acked first.
-    private func settleBeforeLogout() async {
-        for _ in 0..<5 {
-            let before = await connection.eventsDelivered()
-            _ = try? await connection.send(.whoelse, timeout: replyTimeout)
-            try? await Task.sleep(for: .milliseconds(50))
-            await catchUpWithEvents()
-            if await connection.eventsDelivered() == before { return }
-        }
-    }
-
-    /// Reads commands, sending each and showing its reply before reading the next.
-    private func readCommands() async -> ExitStatus? {
-        while true {
-            await privateChat.remindIfPrompting()
-            guard let line = await input.readLine(prompt: "> ") else {
-                // End of input: log out cleanly, but never hang on a server that does not answer.
-                await privateChat.closeAll(reason: "logged out")
-                await settleBeforeLogout()
-                state.requestLogout()
-                if let reply = try? await connection.send(.logout, timeout: replyTimeout) {
-                    await catchUpWithEvents()
-                    show(.reply(reply, command: .logout))
+    /// Carries out `actions` in order; the exit status once the machine says the session is over.
+    private mutating func perform(_ actions: [ClientAction]) -> ExitStatus? {
+        for action in actions {
+            switch action {
+            case .readLine(let prompt, let secret):
+                let input = session.readInput
+                Task { [sink] in
+                    let line = secret ? await input.readSecret(prompt: prompt) : await input.readLine(prompt: prompt)
+                    sink.yield(.client(line.map(ClientEvent.line) ?? .inputEnded))
                 }
-                await connection.close()
-                return .ok
-            }
-            await catchUpWithEvents()
-            if await privateChat.answer(line) { continue }  // the y/n to a private request
-            switch CommandMapper.action(for: line) {
-            case .nothing: continue
-            case .local(let local): show(.local(local))
-            case .privateCommand(let command): await privateChat.run(command)
-            case .send(let request, let command):
-                // Show (and ack) what arrived before this command first, so output follows the wire.
-                await catchUpWithEvents()
-                if command == .logout {
-                    await privateChat.closeAll(reason: "logged out")
-                    await settleBeforeLogout()
-                    state.requestLogout()
+            case .send(let request, let id):
+                write(request, id: id)
+            case .sendStartPrivate(let user, let attempt, let id):
+                switch links.makeIdentity(for: attempt) {
+                case .success(let fingerprint):
+                    write(.startPrivate(user: user, fingerprint: fingerprint), id: id)
+                case .failure(let error):
+                    let failed = machine.handle(.privateLink(.identityFailed(attempt: attempt, message: "\(error)")))
+                    if let status = perform(failed) { return status }
                 }
-                let reply: Reply
-                do {
-                    reply = try await connection.send(request, timeout: replyTimeout)
-                } catch ClientError.timedOut {
-                    show(.local(.clientError(code: "no_reply", message: "Error. The server did not answer in time")))
-                    continue
-                } catch {
-                    if command == .logout { return .ok }
-                    return nil  // the connection is gone; the event pump reports why
+            case .listen(let attempt): links.listen(attempt)
+            case .expect(let attempt, let expected): links.listeners[attempt]?.expect(expected)
+            case .connect(let attempt, let host, let port, let expected): links.connect(attempt, host: host, port: port, expecting: expected)
+            case .sendPrivate(let attempt, let text): links.links[attempt]?.write(text)
+            case .stopListening(let attempt): links.listeners.removeValue(forKey: attempt)?.close()
+            case .closePrivate(let attempt, let reason): links.close(attempt, reason: reason)
+            case .show(let item): session.show(item)
+            case .armTimer(let timer, let delay):
+                timers.removeValue(forKey: timer)?.cancel()
+                timers[timer] = eventLoop.scheduleTask(in: .nanoseconds(delay.nanoseconds)) { [sink] in
+                    sink.yield(.client(.timerFired(timer)))
                 }
-                if let names = state.updateUsers({ $0.apply(reply: reply, command: command) }) {
-                    onlineUsersChanged(names)
-                }
-                await catchUpWithEvents()
-                show(.reply(reply, command: command))
-                if command == .logout {
-                    await connection.close()
-                    return .ok
-                }
+            case .cancelTimer(let timer): timers.removeValue(forKey: timer)?.cancel()
+            case .usersChanged(let names): session.usersChanged(names)
+            case .close:
+                for timer in timers.values { timer.cancel() }
+                timers = [:]
+            case .exit(let status):
+                return status
             }
         }
+        return nil
+    }
+
+    private func write(_ request: Request, id: Int64?) {
+        var buffer = ByteBufferAllocator().buffer(capacity: 128)
+        request.encode(id: id, into: &buffer)
+        writer.yield(buffer)
     }
 }
 
-/// State shared by the two halves of a running session.
-private final class SessionState: @unchecked Sendable {
-    // NSLock guards every field; the halves run on arbitrary executors.
-    private let lock = NSLock()
-    private var _logoutRequested = false
-    private var finisher: CheckedContinuation<ExitStatus, Never>?
-    private var finished: ExitStatus?
-
-    private var users = OnlineUsers()
-
-    /// Applies `change` to the online set; returns the new names if they changed.
-    func updateUsers(_ change: (inout OnlineUsers) -> Void) -> Set<String>? {
-        lock.withLock {
-            let before = users
-            change(&users)
-            return users == before ? nil : users.names
-        }
-    }
-
-    private var eventsProcessed = 0
-    private var pumpFinished = false
-
-    func markEventProcessed() { lock.withLock { eventsProcessed += 1 } }
-    func markAllEventsProcessed() { lock.withLock { pumpFinished = true } }
-    func hasProcessed(_ count: Int) -> Bool { lock.withLock { pumpFinished || eventsProcessed >= count } }
-
-    var logoutRequested: Bool { lock.withLock { _logoutRequested } }
-    func requestLogout() { lock.withLock { _logoutRequested = true } }
-
-    func setFinisher(_ continuation: CheckedContinuation<ExitStatus, Never>) {
-        lock.withLock { finisher = continuation }
-    }
-
-    /// Ends the session with `status`; later calls are ignored.
-    func finish(_ status: ExitStatus) {
-        let continuation: CheckedContinuation<ExitStatus, Never>? = lock.withLock {
-            guard finished == nil else { return nil }
-            finished = status
-            defer { finisher = nil }
-            return finisher
-        }
-        continuation?.resume(returning: status)
+extension Duration {
+    var nanoseconds: Int64 {
+        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     }
 }

@@ -24,7 +24,7 @@ public enum InputAction: Sendable, Hashable {
     case local(LocalOutput)
     /// Send `request` to the server; `command` is kept so its reply can be worded.
     case send(Request, command: UserCommand)
-    /// A private-session command, run by `PrivateChat` (direct connection, not the server).
+    /// A private-session command, decided by `ClientStateMachine` (direct connection, not the server).
     case privateCommand(UserCommand)
 }
 

@@ -20,8 +20,6 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private var gotHello = false
     private var failure: ClientError?
     private var helloTimer: Scheduled<Void>?
-    /// How many messages went to `events` so far; lets a consumer wait until it has caught up.
-    private(set) var eventsDelivered = 0
 
     init(eventLoop: EventLoop, events: AsyncStream<ServerMessage>.Continuation, helloTimeout: TimeAmount) {
         self.hello = eventLoop.makePromise()
@@ -71,7 +69,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             return
         }
         switch events.yield(message) {
-        case .enqueued: eventsDelivered += 1
+        case .enqueued: break
         case .dropped:
             // Never drop silently: closing makes the server re-send unacked offline messages later.
             fail(.eventBufferOverflow)

@@ -107,12 +107,27 @@ public final class PrivateLink: Sendable {
         try await channel.writeAndFlush(PrivateFrame.text(text).buffer(allocator: channel.allocator))
     }
 
+    /// Queues one private message without waiting: messages queued one after another leave in
+    /// that order, and a failed write shows up as the link closing.
+    public func write(_ text: String) {
+        channel.writeAndFlush(PrivateFrame.text(text).buffer(allocator: channel.allocator), promise: nil)
+    }
+
     /// Says why (if given), then closes with close_notify.
     public func close(reason: String?) async {
-        if let reason {
-            try? await channel.writeAndFlush(PrivateFrame.bye(reason: reason).buffer(allocator: channel.allocator))
+        try? await close(saying: reason).get()
+    }
+
+    /// Like `close(reason:)`; the future completes once the link is closed (never fails).
+    @discardableResult
+    public func close(saying reason: String?) -> EventLoopFuture<Void> {
+        let channel = self.channel
+        let said: EventLoopFuture<Void> = if let reason {
+            channel.writeAndFlush(PrivateFrame.bye(reason: reason).buffer(allocator: channel.allocator)).recover { _ in }
+        } else {
+            channel.eventLoop.makeSucceededVoidFuture()
         }
-        try? await channel.close()
+        return said.flatMap { channel.close() }.recover { _ in }
     }
 
     /// Opens the connecting side: TCP to `host:port`, TLS 1.3 presenting `identity` and pinning

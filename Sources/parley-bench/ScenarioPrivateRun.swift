@@ -53,7 +53,7 @@ struct PrivateBench: @unchecked Sendable {
         let tLogin = nowNs()
         let mailA = Mailbox(a), mailB = Mailbox(b)
 
-        // 2. The introduction through the server, exactly as PrivateChat does it.
+        // 2. The introduction through the server, exactly as the client's state machine does it.
         let idA: TLSIdentity, idB: TLSIdentity
         do {
             idA = try CertificateFactory.make(commonName: "parley private", kind: .peer, notAfter: 3600)
@@ -106,7 +106,7 @@ struct PrivateBench: @unchecked Sendable {
             if linkB == nil { try? await Task.sleep(nanoseconds: 1_000_000) }
         }
         guard let linkB else { return fail("the accepting side never opened the link") }
-        listener.close()  // one session per id, as PrivateChat does
+        listener.close()  // one session per id, as the client does
         let s1 = run.server()
         let pinsOK = linkA.peerFingerprint == idB.fingerprint && linkB.peerFingerprint == idA.fingerprint
         let codesMatch = linkA.safetyCode == linkB.safetyCode && linkA.safetyCode != "------"

@@ -8,36 +8,8 @@ import Glibc
 import Darwin
 #endif
 
-// libedit's el_set and history are C variadic functions, which Swift cannot call directly. We look
-// them up once and call them through fixed-arity pointer types. That matches the C calling
-// convention on the platforms we ship (x86_64 SysV and arm64 Linux pass these integer/pointer
-// arguments in the same registers either way).
-private typealias ElSet1 = @convention(c) (OpaquePointer?, Int32, UnsafeRawPointer?) -> Int32
-private typealias ElSet3 = @convention(c) (OpaquePointer?, Int32, UnsafeRawPointer?, UnsafeRawPointer?, UnsafeRawPointer?) -> Int32
-private typealias HistoryInt = @convention(c) (OpaquePointer?, UnsafeMutablePointer<HistEvent>?, Int32, Int32) -> Int32
-private typealias HistoryString = @convention(c) (OpaquePointer?, UnsafeMutablePointer<HistEvent>?, Int32, UnsafePointer<CChar>?) -> Int32
 private typealias PromptFunction = @convention(c) (OpaquePointer?) -> UnsafeMutablePointer<CChar>?
 private typealias CompleteFunction = @convention(c) (OpaquePointer?, Int32) -> UInt8
-
-private struct LibEditSymbols {
-    let elSet: UnsafeMutableRawPointer
-    let history: UnsafeMutableRawPointer
-
-    static func load() -> LibEditSymbols? {
-        guard let handle = dlopen(nil, RTLD_NOW),
-              let elSet = dlsym(handle, "el_set"), let history = dlsym(handle, "history")
-        else { return nil }
-        return LibEditSymbols(elSet: elSet, history: history)
-    }
-
-    func set(_ el: OpaquePointer, _ op: Int32, _ a: UnsafeRawPointer? = nil) {
-        _ = unsafeBitCast(elSet, to: ElSet1.self)(el, op, a)
-    }
-
-    func set(_ el: OpaquePointer, _ op: Int32, _ a: UnsafeRawPointer?, _ b: UnsafeRawPointer?, _ c: UnsafeRawPointer?) {
-        _ = unsafeBitCast(elSet, to: ElSet3.self)(el, op, a, b, c)
-    }
-}
 
 /// What the C callbacks need; they cannot capture context, so there is exactly one, global.
 private final class EditorShared: @unchecked Sendable {
@@ -80,11 +52,11 @@ private let completeCallback: CompleteFunction = { el, _ in
 /// The interactive terminal: a libedit line editor with history and tab completion, and output
 /// that appears above the line being typed without mangling it.
 final class LineEditor: LineSource, OutputSink, @unchecked Sendable {
-    // `el`/`history` are used by one reading thread at a time; `outputLock` serialises output and
-    // the "is a line being edited" flag, so async messages know whether to redraw the prompt.
+    // `el`/`history` are used by the one input thread; `outputLock` serialises output and the
+    // "is a line being edited" flag, so async messages know whether to redraw the prompt.
     private let el: OpaquePointer
     private let historyHandle: OpaquePointer
-    private let symbols: LibEditSymbols
+    private let reader = InputThread()
     private let outputLock = NSLock()
     private var editing = false
 
@@ -92,23 +64,20 @@ final class LineEditor: LineSource, OutputSink, @unchecked Sendable {
 
     /// Returns nil if libedit cannot be set up (then the caller falls back to plain input).
     init?() {
-        guard let symbols = LibEditSymbols.load(),
-              let input = fdopen(STDIN_FILENO, "r"), let output = fdopen(STDOUT_FILENO, "w"),
+        guard let input = fdopen(STDIN_FILENO, "r"), let output = fdopen(STDOUT_FILENO, "w"),
               let errors = fdopen(STDERR_FILENO, "w"),
               let el = el_init("parley", input, output, errors), let history = history_init()
         else { return nil }
         self.el = el
         self.historyHandle = history
-        self.symbols = symbols
         var event = HistEvent()
-        _ = unsafeBitCast(symbols.history, to: HistoryInt.self)(history, &event, H_SETSIZE, 1000)
-        symbols.set(el, EL_EDITOR, "emacs")
-        symbols.set(el, EL_SIGNAL, UnsafeRawPointer(bitPattern: 1))
-        symbols.set(el, EL_PROMPT, unsafeBitCast(promptCallback, to: UnsafeRawPointer.self))
-        symbols.set(el, EL_HIST, symbols.history, UnsafeRawPointer(history), nil)
-        symbols.set(el, EL_ADDFN, "parley-complete", "Complete command or user name",
-                    unsafeBitCast(completeCallback, to: UnsafeRawPointer.self))
-        symbols.set(el, EL_BIND, "^I", "parley-complete", nil)
+        _ = parley_history_set_size(history, &event, 1000)
+        _ = parley_el_set_editor(el, "emacs")
+        _ = parley_el_set_signal(el, 1)
+        _ = parley_el_set_prompt(el, promptCallback)
+        _ = parley_el_set_history(el, history)
+        _ = parley_el_add_function(el, "parley-complete", "Complete command or user name", completeCallback)
+        _ = parley_el_bind(el, "^I", "parley-complete")
     }
 
     /// Names offered when completing a username argument.
@@ -117,11 +86,11 @@ final class LineEditor: LineSource, OutputSink, @unchecked Sendable {
     }
 
     func readLine(prompt: String) async -> String? {
-        await onDedicatedThread { self.blockingReadLine(prompt: prompt) }
+        await reader.run { self.blockingReadLine(prompt: prompt) }
     }
 
     func readSecret(prompt: String) async -> String? {
-        await onDedicatedThread { readPasswordWithoutEcho(prompt: prompt) }
+        await reader.run { readPasswordWithoutEcho(prompt: prompt) }
     }
 
     private func blockingReadLine(prompt: String) -> String? {
@@ -140,7 +109,7 @@ final class LineEditor: LineSource, OutputSink, @unchecked Sendable {
         while line.hasSuffix("\n") || line.hasSuffix("\r") { line.removeLast() }
         if !line.trimmingCharacters(in: .whitespaces).isEmpty {
             var event = HistEvent()
-            _ = unsafeBitCast(symbols.history, to: HistoryString.self)(historyHandle, &event, H_ENTER, line)
+            _ = parley_history_enter(historyHandle, &event, line)
         }
         return line
     }
@@ -159,7 +128,7 @@ final class LineEditor: LineSource, OutputSink, @unchecked Sendable {
             // Clear the prompt line, print above it, then have libedit redraw prompt and typed text.
             let text = lines.map { "\r\u{1b}[K" + $0 + "\r\n" }.joined()
             writeAll(text)
-            symbols.set(el, EL_REFRESH)
+            _ = parley_el_refresh(el)
         }
     }
 }

@@ -26,8 +26,8 @@ struct Parley: AsyncParsableCommand {
             is read from the terminal without echo, or as the second line of standard input.
 
             When standard input is not a terminal, the input is: username line, password line, then \
-            one command per line; each command's reply is awaited before the next is sent, and end \
-            of input logs out. --json prints every event and reply as one JSON object per line.
+            one command per line. Commands are sent as they are read, without waiting for earlier \
+            replies; output keeps the order they were typed in, and end of input logs out. --json prints every event and reply as one JSON object per line.
 
             Exit status: 0 logged out / end of input, 64 usage error, 65 bad credentials, \
             66 account locked, 67 logged out for inactivity, 68 connection lost or closed by the \
@@ -99,15 +99,14 @@ struct Parley: AsyncParsableCommand {
             report("tls_configuration", "Error. \(error)")
             return .otherError
         }
-        let connection: ChatConnection
+        let connection: ServerConnection
         do {
-            connection = try await ChatConnection.connect(
+            connection = try await ServerConnection.connect(
                 host: host, port: effectivePort, tlsContext: context, serverHostname: serverName ?? host)
         } catch {
-            let clientError = error as? ClientError ?? .connectFailed(String(describing: error))
-            let status = ClientSession.exitStatus(for: clientError)
+            let status = ClientSession.exitStatus(for: error)
             let code = status == .certificateFailed ? "certificate_verification_failed" : "connection_failed"
-            report(code, "Error. \(clientError.description)")
+            report(code, "Error. \(error.description)")
             return status
         }
         let session = ClientSession(

@@ -7,10 +7,36 @@ import Glibc
 import Darwin
 #endif
 
-/// Runs a blocking call on its own thread so it never ties up Swift's small cooperative pool.
-func onDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(returning: body()) }
+/// One thread for the whole session that runs blocking reads (the terminal, a pipe) one at a
+/// time, so they never tie up Swift's small cooperative pool; the session asks for one line at
+/// a time, so at most one job waits.
+final class InputThread: @unchecked Sendable {
+    // `condition` guards `jobs`; the thread is started once and lives until the process exits.
+    private let condition = NSCondition()
+    private var jobs: [@Sendable () -> Void] = []
+
+    init() {
+        let thread = Thread { [condition] in
+            while true {
+                condition.lock()
+                while self.jobs.isEmpty { condition.wait() }
+                let job = self.jobs.removeFirst()
+                condition.unlock()
+                job()
+            }
+        }
+        thread.name = "parley-input"
+        thread.start()
+    }
+
+    /// Runs `body` on the input thread and returns its result.
+    func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            condition.lock()
+            jobs.append { continuation.resume(returning: body()) }
+            condition.signal()
+            condition.unlock()
+        }
     }
 }
 
@@ -77,8 +103,9 @@ func readPasswordWithoutEcho(prompt: String) -> String? {
 
 /// Input from a pipe or file: username, password, then one command per line. No prompts.
 struct ScriptedInput: LineSource {
+    private let reader = InputThread()
     var isInteractive: Bool { false }
-    func readLine(prompt: String) async -> String? { await onDedicatedThread { readRawLine() } }
+    func readLine(prompt: String) async -> String? { await reader.run { readRawLine() } }
     func readSecret(prompt: String) async -> String? { await readLine(prompt: prompt) }
 }
 

@@ -10,13 +10,7 @@ struct ParleyRun {
     var status: Int32
     var lines: [String]
 
-    static var binary: URL {
-        // The test bundle lives next to the built products.
-        let products = Bundle.main.bundleURL.deletingLastPathComponent()
-        let direct = products.appendingPathComponent("parley")
-        if FileManager.default.fileExists(atPath: direct.path) { return direct }
-        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("parley")
-    }
+    static var binary: URL { ServerProcess.productURL("parley") }
 
     /// Feeds `input` (one entry per line) and waits up to `timeout` seconds; with `holdOpen`, stdin
     /// stays open until the process exits on its own (e.g. the server times it out).
@@ -91,6 +85,29 @@ struct EndToEndTests {
             let second = try await ParleyRun.run(server, ["bob", "password-bob"])
             #expect(second.status == 0)
             #expect(!second.lines.contains("alice: while you were out"))
+        }
+    }
+
+    @Test func storedMessagesDeliveredRightBeforeLogoutAreShownAndAckedOnce() async throws {
+        // More than one batch (small batches), and a logout that leaves the moment the login is
+        // answered: the stored messages are still on their way when it goes out.
+        try await withTestServer({ $0.offlineBatchSize = 8 }) { server in
+            _ = try await ParleyRun.run(server, ["bob", "password-bob"])
+            let alice = try await server.loggedIn("alice")
+            let texts = (1...20).map { "stored \($0)" }
+            for text in texts { #expect(try await alice.request(.message(to: "bob", text: text)).outcome == .ok(.none)) }
+            let atEnd = try await ParleyRun.run(server, ["bob", "password-bob"])
+            #expect(atEnd.status == 0)
+            #expect(atEnd.lines == ["Welcome to the greatest messaging application ever!"] + texts.map { "alice: \($0)" })
+            let again = try await ParleyRun.run(server, ["bob", "password-bob"])
+            #expect(again.lines == ["Welcome to the greatest messaging application ever!"], "every one was acked")
+
+            for text in texts.prefix(3) { #expect(try await alice.request(.message(to: "bob", text: text)).outcome == .ok(.none)) }
+            let typed = try await ParleyRun.run(server, ["bob", "password-bob", "logout", "whoelse"])
+            #expect(typed.status == 0)
+            #expect(typed.lines == ["Welcome to the greatest messaging application ever!"] + texts.prefix(3).map { "alice: \($0)" })
+            let after = try await ParleyRun.run(server, ["bob", "password-bob"])
+            #expect(after.lines == ["Welcome to the greatest messaging application ever!"])
         }
     }
 

@@ -87,7 +87,7 @@ struct CommandMapperTests {
         }
         #expect(hint.contains("'message'"))
         guard case .privateCommand(.startPrivate(user: "bob")) = CommandMapper.action(for: "startprivate bob") else {
-            Issue.record("private-session commands should go to PrivateChat")
+            Issue.record("private-session commands should go to the private-session side")
             return
         }
     }

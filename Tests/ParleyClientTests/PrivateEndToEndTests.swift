@@ -15,9 +15,13 @@ final class LiveParley: @unchecked Sendable {
     private let stdout = Pipe()
     private let output = NIOLockedValueBox<(lines: [String], partial: [UInt8])>(([], []))
 
-    init(_ server: TestServer, _ name: String, arguments: [String] = []) throws {
+    convenience init(_ server: TestServer, _ name: String, arguments: [String] = []) throws {
+        try self.init(port: server.port, caPath: server.certs.caPath, name, arguments: arguments)
+    }
+
+    init(port: Int, caPath: String, _ name: String, arguments: [String] = []) throws {
         process.executableURL = ParleyRun.binary
-        process.arguments = ["--port", String(server.port), "--ca", server.certs.caPath] + arguments
+        process.arguments = ["--port", String(port), "--ca", caPath] + arguments
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = stdout

@@ -78,7 +78,7 @@ struct PrivateLinkTests {
         let bob = try await Accepting(expecting: alice)
         let first = try await bob.connect(alice)
         #expect(await eventually { bob.links.count == 1 })
-        // The accepting client stops listening once the session is open (as PrivateChat does).
+        // The accepting client stops listening once the session is open (as the client does).
         bob.listener.close()
         await #expect(throws: PrivateLinkError.self) { try await bob.connect(alice) }
         try await Task.sleep(for: .milliseconds(100))

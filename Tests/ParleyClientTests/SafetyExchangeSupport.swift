@@ -96,7 +96,7 @@ final class ScriptedPeer: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-/// A real accepting side (`PrivateListener`, as `PrivateChat` opens it) that records what it reports.
+/// A real accepting side (`PrivateListener`, as `PrivateEdge` opens it) that records what it reports.
 final class ListeningPeer: Sendable {
     let identity: TLSIdentity
     let listener: PrivateListener
