@@ -1,9 +1,11 @@
 import Foundation
 import NIOConcurrencyHelpers
 import ParleyClient
+import ParleyCrypto
 import ParleyProtocol
 import ParleyServer
 import ParleyTestSupport
+import ParleyTLS
 import Testing
 
 /// Output a library-driven client shows, collected for the test to wait on.
@@ -21,28 +23,22 @@ final class CollectedOutput: OutputSink {
     }
 }
 
-/// A hostile user on the real client library (TLS connection, private sessions), sending text
-/// that would repaint a terminal if it were printed raw: no typed line could carry a newline.
+/// A hostile user on the real client library (TLS connection, a private link of its own), sending
+/// text that would repaint a terminal if it were printed raw: no typed line could carry a newline.
 struct Mallory {
     static let payload = "\u{1b}[2J\u{1b}]0;owned\u{7}\u{1b}]2;owned\u{1b}\\\rbob: fake\u{9b}31m\u{202E}gnp.exe\nalice: forged"
     /// `payload` as the receiving screen must show it: first line, then its continuation.
     static let shown = ["^[[2J^[]0;owned^G^[]2;owned^[\\^Mbob: fake\\u{009B}31m\\u{202E}gnp.exe", "    | alice: forged"]
-    static let byeReason = "quit\u{1b}[2J\nSafety code with bob: 000 000"
+    static let byeReason = "mallory quit\u{1b}[2J\nSafety code with bob: 000 000"
     static let shownBye = ["Private messaging with mallory ended: mallory quit^[[2J", "    | Safety code with bob: 000 000"]
 
     let connection: ChatConnection
-    let chat: PrivateChat
-    let output = CollectedOutput()
 
     init(_ server: TestServer) async throws {
         connection = try await ChatConnection.connect(
             host: "127.0.0.1", port: server.port, tlsContext: try server.certs.clientContext(), serverHostname: "localhost")
-        chat = PrivateChat(connection: connection, output: output, format: .human)
         guard try await connection.login(username: "mallory", password: "password-mallory") == .loggedIn(username: "mallory", created: true)
         else { throw TestChatClient.TestClientError.noReply("mallory's login") }
-        await chat.loggedIn(as: "mallory")
-        let (connection, chat) = (connection, chat)
-        Task { for await event in connection.events { _ = await chat.handle(event) } }
     }
 
     /// A message and a broadcast (tagged [m] and [b]), then a private session `accept` lets
@@ -50,11 +46,26 @@ struct Mallory {
     func attack(_ receiver: String, accept: () async -> Bool) async throws {
         #expect(try await connection.send(.message(to: receiver, text: "[m]" + Self.payload), timeout: .seconds(10)).outcome == .ok(.none))
         _ = try await connection.send(.broadcast(text: "[b]" + Self.payload), timeout: .seconds(10))
-        await chat.run(.startPrivate(user: receiver))
+        let identity = try CertificateFactory.make(commonName: "mallory", kind: .peer, notAfter: 3600)
+        let asked = try await connection.send(.startPrivate(user: receiver, fingerprint: Hex.encode(identity.fingerprint)), timeout: .seconds(10))
+        #expect(asked.outcome == .ok(.none))
         #expect(await accept())
-        #expect(await output.waitFor(line: "Start private messaging with \(receiver)"))
-        await chat.run(.privateMessage(to: receiver, text: "[p]" + Self.payload))
-        await chat.closeAll(reason: Self.byeReason)
+        var accepted: (host: String, port: UInt16, fingerprint: String, session: String)?
+        for await event in connection.events {
+            if case .privateAccepted(_, let host, let port, let fingerprint, let session) = event {
+                accepted = (host, port, fingerprint, session)
+                break
+            }
+        }
+        guard let accepted, let pin = Hex.decode(accepted.fingerprint) else {
+            Issue.record("\(receiver) did not accept")
+            return
+        }
+        let link = try await PrivateLink.connect(
+            host: accepted.host, port: Int(accepted.port), identity: identity,
+            expecting: PrivatePeerExpectation(fingerprint: pin, session: accepted.session))
+        try await link.send("[p]" + Self.payload)
+        await link.close(reason: Self.byeReason)
     }
 }
 
@@ -105,7 +116,7 @@ struct TerminalSafetyEndToEndTests {
             #expect(text(of: "message") == .string("[m]" + Mallory.payload))
             #expect(text(of: "broadcast") == .string("[b]" + Mallory.payload))
             #expect(text(of: "private") == .string("[p]" + Mallory.payload))
-            #expect(objects.first { $0["event"] == .string("privatestopped") }?["reason"] == .string("mallory " + Mallory.byeReason))
+            #expect(objects.first { $0["event"] == .string("privatestopped") }?["reason"] == .string(Mallory.byeReason))
             #expect(!bob.lines.contains { $0.unicodeScalars.contains(where: isUnsafeOnTerminal) })
         }
     }
