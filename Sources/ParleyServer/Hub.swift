@@ -1,4 +1,3 @@
-import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -11,7 +10,6 @@ final class Hub: Sendable {
     struct Entry: Sendable {
         let session: Session
         let displayName: String
-        let since: Date
         /// Users this user blocks.
         var blocks: Set<String>
         /// Users who block this user (loaded at login, kept current while online).
@@ -50,7 +48,7 @@ final class Hub: Sendable {
         let added = state.withLockedValue { s -> Bool in
             guard s.online[session.name] == nil else { return false }
             s.online[session.name] = Entry(
-                session: session, displayName: session.displayName, since: Date(), blocks: blocks, blockedBy: blockedBy)
+                session: session, displayName: session.displayName, blocks: blocks, blockedBy: blockedBy)
             return true
         }
         if added { shard(for: session.eventLoop).add(session) }

@@ -50,11 +50,6 @@ final class LoopShard: @unchecked Sendable {
         }
     }
 
-    func session(named name: String) -> Session? {
-        eventLoop.preconditionInEventLoop()
-        return sessions[name]
-    }
-
     /// Writes one already-encoded frame to every local session except `sender` and `skip`.
     func fanOut(_ frame: ByteBuffer, except sender: String, skipping skip: Set<String>) {
         eventLoop.preconditionInEventLoop()

@@ -22,7 +22,7 @@ final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
     /// The logged-in user as the fan-out sees them; nil before login and once the session ended.
     private(set) var session: Session?
     /// The connection's one timer (login deadline, idle timeout, wait for acks after logout).
-    /// A scheduled callback into this handler: no closure or promise allocated per arming.
+    /// A scheduled callback into this handler: no promise or closures per arming (`Scheduled` has both).
     private var timer: NIOScheduledCallback?
     /// The login under way, if any: cancelled when the connection closes, so a login waiting for
     /// its name's turn stops waiting at once.
