@@ -238,7 +238,7 @@ extension ChatService {
     {
         let name = account.name
         let threshold = configuration.lockoutThreshold
-        let lockDuration = configuration.blockDuration.seconds
+        let lockDuration = TimeInterval(configuration.blockDuration.nanoseconds) / 1_000_000_000
         let attempt: Int
         switch try await store.claimLoginAttempt(name: name, now: Date(), threshold: threshold, lockDuration: lockDuration) {
         case .claimed(let number):
@@ -286,8 +286,4 @@ extension ChatService {
             name: account.name, displayName: account.displayName, created: created,
             blocks: try await blocks, blockedBy: try await blockedBy)
     }
-}
-
-extension TimeAmount {
-    var seconds: TimeInterval { TimeInterval(nanoseconds) / 1_000_000_000 }
 }
