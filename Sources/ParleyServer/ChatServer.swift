@@ -100,15 +100,8 @@ public final class ChatServer: Sendable {
     /// Tells every user the server is going away, closes every connection, then the store.
     public func shutdown() async throws {
         try? await channel.close()
-        let goodbye = ServerMessage.loggedOut(reason: .serverShutdown)
-        let closes = service.hub.allSessions().map { session in
-            session.eventLoop.flatSubmit {
-                session.send(goodbye.frame())
-                session.flushIfDirty()
-                return session.disconnect()
-            }
-        }
-        _ = try? await EventLoopFuture.andAllComplete(closes, on: group.any()).get()
+        let goodbye = ServerMessage.loggedOut(reason: .serverShutdown).frame()
+        _ = try? await service.hub.disconnectAll(sending: goodbye).get()
         // Queued hashes are cancelled (their logins fail); store writes under way finish before the
         // loops they report to stop, and the store closes before the loops its calls complete on.
         var storeError: Error?

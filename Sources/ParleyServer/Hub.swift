@@ -149,9 +149,11 @@ final class Hub: Sendable {
         for shard in allShards { await shard.stopWaker() }
     }
 
-    /// Every online session (server shutdown).
-    func allSessions() -> [Session] {
-        state.withLockedValue { $0.online.values.map(\.session) }
+    /// Sends `frame` to every online session and closes it (server shutdown). Each shard does its
+    /// own sessions on its loop, so the hub's lock is not held while a list of them is built.
+    func disconnectAll(sending frame: ByteBuffer) -> EventLoopFuture<Void> {
+        let done = allShards.map { shard in shard.eventLoop.flatSubmit { shard.disconnectAll(sending: frame) } }
+        return EventLoopFuture.andAllComplete(done, on: allShards[0].eventLoop)
     }
 
     // MARK: private sessions

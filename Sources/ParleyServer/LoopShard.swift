@@ -50,6 +50,17 @@ final class LoopShard: @unchecked Sendable {
         }
     }
 
+    /// Sends `frame` to every local session and closes them; completes when all are closed.
+    func disconnectAll(sending frame: ByteBuffer) -> EventLoopFuture<Void> {
+        eventLoop.preconditionInEventLoop()
+        let closes = members.map { session in
+            session.send(frame)
+            session.flushIfDirty()
+            return session.disconnect()
+        }
+        return EventLoopFuture.andAllComplete(closes, on: eventLoop)
+    }
+
     /// Writes one already-encoded frame to every local session except `sender` and `skip`.
     func fanOut(_ frame: ByteBuffer, except sender: String, skipping skip: Set<String>) {
         eventLoop.preconditionInEventLoop()
