@@ -11,12 +11,11 @@ final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
     typealias InboundIn = Frame
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
+    typealias Machine = ConnectionStateMachine<SystemClock>
 
     let service: ChatService
     let logger: Logger
     private(set) var context: ChannelHandlerContext!
-    typealias Machine = ConnectionStateMachine<SystemClock>
-
     /// Every rule about this connection's state (internal: the command extensions report to it).
     var machine: Machine
     /// The logged-in user as the fan-out sees them; nil before login and once the session ended.
