@@ -46,7 +46,9 @@ public final class ChatServer: Sendable {
             if let store {
                 chatStore = store
             } else {
-                chatStore = try await SQLiteStore.open(path: configuration.databasePath, logger: logger)
+                // On the server's own loops: no second, global event-loop group just for the store.
+                chatStore = try await SQLiteStore.open(
+                    path: configuration.databasePath, eventLoopGroup: group, logger: logger)
             }
             let closed = try await chatStore.closeOpenSessions(at: Date())
             if closed > 0 { logger.info("closed \(closed) sessions left open by an earlier stop") }
@@ -101,25 +103,16 @@ public final class ChatServer: Sendable {
     /// Tells every user the server is going away, closes every connection, then the store.
     public func shutdown() async throws {
         try? await channel.close()
-        let goodbye = ServerMessage.loggedOut(reason: .serverShutdown)
-        let closes = service.hub.allSessions().map { session in
-            session.eventLoop.flatSubmit {
-                session.send(goodbye.frame())
-                session.flushIfDirty()
-                return session.disconnect()
-            }
-        }
-        _ = try? await EventLoopFuture.andAllComplete(closes, on: group.any()).get()
+        let goodbye = ServerMessage.loggedOut(reason: .serverShutdown).frame()
+        _ = try? await service.hub.disconnectAll(sending: goodbye).get()
         // Queued hashes are cancelled (their logins fail); store writes under way finish before the
-        // loops they report to stop, and before the store closes.
-        // Waiting logins are answered first, so none is admitted only to find the hasher gone.
-        service.admission.close()
-        try? await service.passwords.shutdown()
-        await service.work.closeAndDrain()
+        // loops they report to stop, and the store closes before the loops its calls complete on.
+        var storeError: Error?
+        do { try await service.shutdown() } catch { storeError = error }
         await service.hub.stopWakers()
         service.memory.stop()
         try await group.shutdownGracefully()
-        try await service.store.close()
+        if let storeError { throw storeError }
         logger.info("stopped")
     }
 

@@ -1,22 +1,32 @@
-import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// The one owner of the server's non-durable state: who is online, on which event loop,
-/// and the block relations of online users. Everything durable lives in the store.
+/// The one owner of the server's non-durable state: who is online, on which event loop, the block
+/// relations of online users and their private-session requests and pairs. Everything durable
+/// lives in the store. One lock, held only for dictionary operations: nothing is sorted, encoded
+/// or sent under it.
 final class Hub: Sendable {
     /// One logged-in user as the rest of the server sees them.
     struct Entry: Sendable {
         let session: Session
         let displayName: String
-        let since: Date
         /// Users this user blocks.
         var blocks: Set<String>
         /// Users who block this user (loaded at login, kept current while online).
         var blockedBy: Set<String>
+        /// Private-session requests (made or received) and pairs, by the other user's name; the
+        /// other user's entry holds the mirror image, so logging out clears both in one step.
+        var privateLinks: [String: PrivatePair.Link] = [:]
+
+        var pendingPrivateRequests: Int { privateLinks.values.count(where: \.isPending) }
     }
 
-    private let state = NIOLockedValueBox<[String: Entry]>([:])
+    private struct State {
+        var online: [String: Entry] = [:]
+        var nextPrivateToken: UInt64 = 1
+    }
+
+    private let state = NIOLockedValueBox(State())
     private let shards: [ObjectIdentifier: LoopShard]
     private let allShards: [LoopShard]
 
@@ -35,73 +45,71 @@ final class Hub: Sendable {
 
     /// Marks a user online; false when the name is online already (second login refused).
     func register(_ session: Session, blocks: Set<String>, blockedBy: Set<String>) -> Bool {
-        let added = state.withLockedValue { online -> Bool in
-            guard online[session.name] == nil else { return false }
-            online[session.name] = Entry(
-                session: session, displayName: session.displayName, since: Date(), blocks: blocks, blockedBy: blockedBy)
+        let added = state.withLockedValue { s -> Bool in
+            guard s.online[session.name] == nil else { return false }
+            s.online[session.name] = Entry(
+                session: session, displayName: session.displayName, blocks: blocks, blockedBy: blockedBy)
             return true
         }
         if added { shard(for: session.eventLoop).add(session) }
         return added
     }
 
-    /// Marks a user offline, returning the entry it had.
+    /// Marks a user offline and ends their private requests and pairs on the other side too, in
+    /// one step; returns the entry it had (its `privateLinks` name the peers to tell).
     @discardableResult
     func unregister(_ session: Session) -> Entry? {
         shard(for: session.eventLoop).remove(session)
-        return state.withLockedValue { online -> Entry? in
-            guard let entry = online[session.name], entry.session === session else { return nil }
-            online[session.name] = nil
+        return state.withLockedValue { s -> Entry? in
+            guard s.online[session.name]?.session === session,
+                let entry = s.online.removeValue(forKey: session.name)
+            else { return nil }
+            for peer in entry.privateLinks.keys { s.online[peer]?.privateLinks[session.name] = nil }
             return entry
         }
     }
 
-    func entry(_ name: String) -> Entry? {
-        state.withLockedValue { $0[name] }
-    }
-
-    /// Display names of online users `viewer` may see: not `viewer`, not those who block `viewer`.
+    /// Display names of online users `viewer` may see: not `viewer`, not those who block
+    /// `viewer`. Sorted after the lock is released.
     func onlineNames(visibleTo viewer: String) -> [String] {
-        state.withLockedValue { online in
-            let hidden = online[viewer]?.blockedBy ?? []
-            return online.values.lazy
-                .filter { $0.session.name != viewer && !hidden.contains($0.session.name) }
-                .map(\.displayName)
-                .sorted()
+        let names = state.withLockedValue { s -> [String] in
+            let hidden = s.online[viewer]?.blockedBy ?? []
+            var names: [String] = []
+            names.reserveCapacity(s.online.count)
+            for (name, entry) in s.online where name != viewer && !hidden.contains(name) {
+                names.append(entry.displayName)
+            }
+            return names
         }
+        return names.sorted()
     }
 
     /// Whether any of `names` is online (one lock, no copy of the online set).
     func isAnyOnline(_ names: Set<String>) -> Bool {
-        state.withLockedValue { online in names.contains { online[$0] != nil } }
+        state.withLockedValue { s in names.contains { s.online[$0] != nil } }
     }
 
-    /// Canonical names of everyone online.
-    func onlineCanonicalNames() -> Set<String> {
-        state.withLockedValue { Set($0.keys) }
+    /// Those of `names` that are not online now.
+    func offline(among names: Set<String>) -> [String] {
+        state.withLockedValue { s in names.filter { s.online[$0] == nil } }
     }
 
     // MARK: blocks
 
     /// Who blocks `name`, as known while `name` is online.
     func blockers(of name: String) -> Set<String> {
-        state.withLockedValue { $0[name]?.blockedBy ?? [] }
-    }
-
-    /// Whom `name` blocks, as known while `name` is online.
-    func blocked(by name: String) -> Set<String> {
-        state.withLockedValue { $0[name]?.blocks ?? [] }
+        state.withLockedValue { $0.online[name]?.blockedBy ?? [] }
     }
 
     /// Records a block made durable by the store in the online view of both users.
     func noteBlock(blocker: String, blocked: String, active: Bool) {
-        state.withLockedValue { online in
+        state.withLockedValue { s in
             if active {
-                online[blocker]?.blocks.insert(blocked)
-                online[blocked]?.blockedBy.insert(blocker)
+                s.online[blocker]?.blocks.insert(blocked)
+                s.online[blocked]?.blockedBy.insert(blocker)
             } else {
-                online[blocker]?.blocks.remove(blocked)
-                online[blocked]?.blockedBy.remove(blocker)
+                s.online[blocker]?.blocks.remove(blocked)
+                s.online[blocked]?.blockedBy.remove(blocker)
             }
         }
     }
@@ -123,7 +131,7 @@ final class Hub: Sendable {
     /// Delivers to one online user; `onMiss` runs (on the recipient's loop) if they left meanwhile.
     /// Returns false when the user is not online at all.
     func deliver(_ frame: ByteBuffer, to name: String, onMiss: @escaping @Sendable () -> Void) -> Bool {
-        guard let session = state.withLockedValue({ $0[name]?.session }) else { return false }
+        guard let session = state.withLockedValue({ $0.online[name]?.session }) else { return false }
         if session.eventLoop.inEventLoop {
             if !session.send(frame) { onMiss() }
         } else {
@@ -141,8 +149,94 @@ final class Hub: Sendable {
         for shard in allShards { await shard.stopWaker() }
     }
 
-    /// Every online session (server shutdown).
-    func allSessions() -> [Session] {
-        state.withLockedValue { $0.values.map(\.session) }
+    /// Sends `frame` to every online session and closes it (server shutdown). Each shard does its
+    /// own sessions on its loop, so the hub's lock is not held while a list of them is built.
+    func disconnectAll(sending frame: ByteBuffer) -> EventLoopFuture<Void> {
+        let done = allShards.map { shard in shard.eventLoop.flatSubmit { shard.disconnectAll(sending: frame) } }
+        return EventLoopFuture.andAllComplete(done, on: allShards[0].eventLoop)
+    }
+
+    // MARK: private sessions
+
+    /// Files `requester`'s request to `target` unless the target is offline, either blocks the
+    /// other, the two already have a request or pair, or either has `limit` requests waiting
+    /// (each waits up to the answer timeout, so without a cap one user could flood another).
+    func requestPrivate(from requester: String, to target: String, fingerprint: String, limit: Int) -> PrivatePair.Filing {
+        state.withLockedValue { s in
+            let (me, peer): (PrivatePair.Party, PrivatePair.Party)
+            switch Self.checkPrivateRequest(s.online, from: requester, to: target, limit: limit) {
+            case .refused(let filing): return filing
+            case .allowed(let requesterParty, let targetParty): (me, peer) = (requesterParty, targetParty)
+            }
+            let request = PrivatePair.Request(requester: me, target: peer, fingerprint: fingerprint, token: s.nextPrivateToken)
+            s.nextPrivateToken += 1
+            s.online[requester]?.privateLinks[target] = .pending(request)
+            s.online[target]?.privateLinks[requester] = .pending(request)
+            return .filed(request)
+        }
+    }
+
+    private enum PrivateCheck {
+        case refused(PrivatePair.Filing)
+        case allowed(PrivatePair.Party, PrivatePair.Party)
+    }
+
+    /// The request's parties, or why it is refused. A function of its own so that the entries it
+    /// reads are released before the caller changes them (no copy-on-write under the lock).
+    private static func checkPrivateRequest(
+        _ online: [String: Entry], from requester: String, to target: String, limit: Int
+    ) -> PrivateCheck {
+        guard let me = online[requester], let them = online[target] else { return .refused(.targetOffline) }
+        let peer = PrivatePair.Party(name: target, displayName: them.displayName)
+        if me.blockedBy.contains(target) { return .refused(.blockedByTarget(peer)) }
+        if me.blocks.contains(target) { return .refused(.blockingTarget(peer)) }
+        if me.privateLinks[target] != nil { return .refused(.duplicate(peer)) }
+        if me.pendingPrivateRequests >= limit { return .refused(.tooMany(peer, requesterFull: true)) }
+        if them.pendingPrivateRequests >= limit { return .refused(.tooMany(peer, requesterFull: false)) }
+        return .allowed(PrivatePair.Party(name: requester, displayName: me.displayName), peer)
+    }
+
+    /// Removes and returns the request `requester` made to `target` (an answer consumes it).
+    func takePrivateRequest(from requester: String, to target: String) -> PrivatePair.Request? {
+        state.withLockedValue { s in
+            guard case .pending(let request)? = s.online[target]?.privateLinks[requester],
+                request.requester.name == requester
+            else { return nil }
+            s.online[target]?.privateLinks[requester] = nil
+            s.online[requester]?.privateLinks[target] = nil
+            return request
+        }
+    }
+
+    /// Records the pair of an accepted request; false if either user left meanwhile.
+    func pairPrivate(_ request: PrivatePair.Request) -> Bool {
+        let (a, b) = (request.requester, request.target)
+        return state.withLockedValue { s in
+            guard s.online[a.name] != nil, s.online[b.name] != nil else { return false }
+            s.online[a.name]?.privateLinks[b.name] = .paired(b)
+            s.online[b.name]?.privateLinks[a.name] = .paired(a)
+            return true
+        }
+    }
+
+    /// Drops the request if it is still the one with its token (no answer in time); true if it was.
+    func expirePrivate(_ request: PrivatePair.Request) -> Bool {
+        let (a, b) = (request.requester.name, request.target.name)
+        return state.withLockedValue { s in
+            guard case .pending(let current)? = s.online[a]?.privateLinks[b], current.token == request.token else { return false }
+            s.online[a]?.privateLinks[b] = nil
+            s.online[b]?.privateLinks[a] = nil
+            return true
+        }
+    }
+
+    /// Ends the pair or request between the two users (stopprivate, block): the other party, or
+    /// nil if there was none.
+    func stopPrivate(_ user: String, _ other: String) -> PrivatePair.Party? {
+        state.withLockedValue { s in
+            guard let link = s.online[user]?.privateLinks.removeValue(forKey: other) else { return nil }
+            s.online[other]?.privateLinks[user] = nil
+            return link.peer(of: user)
+        }
     }
 }

@@ -96,13 +96,14 @@ final class LoginAdmission: Sendable {
 
     /// Answers every waiter `.closed` and refuses new ones.
     func close() {
-        let waiters = state.withLockedValue { s -> [CheckedContinuation<Entry, Never>] in
+        // Moved out whole (no copy under the lock), resumed after it.
+        let waiters = state.withLockedValue { s -> [UInt64: CheckedContinuation<Entry, Never>] in
             s.closed = true
             s.gate.removeAll()
             defer { s.waiters = [:] }
-            return Array(s.waiters.values)
+            return s.waiters
         }
-        for waiter in waiters { waiter.resume(returning: .closed) }
+        for waiter in waiters.values { waiter.resume(returning: .closed) }
     }
 
     /// Logins waiting for a turn, over all names (tests check nothing is left behind).

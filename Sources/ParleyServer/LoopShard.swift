@@ -50,9 +50,15 @@ final class LoopShard: @unchecked Sendable {
         }
     }
 
-    func session(named name: String) -> Session? {
+    /// Sends `frame` to every local session and closes them; completes when all are closed.
+    func disconnectAll(sending frame: ByteBuffer) -> EventLoopFuture<Void> {
         eventLoop.preconditionInEventLoop()
-        return sessions[name]
+        let closes = members.map { session in
+            session.send(frame)
+            session.flushIfDirty()
+            return session.disconnect()
+        }
+        return EventLoopFuture.andAllComplete(closes, on: eventLoop)
     }
 
     /// Writes one already-encoded frame to every local session except `sender` and `skip`.

@@ -6,8 +6,10 @@ import ParleyProtocol
 /// Private sessions, server side: the server only introduces the two clients. It relays each
 /// side's public-key fingerprint, the accepter's address and port, and a fresh session id; the
 /// chat itself goes peer to peer over mutually pinned TLS 1.3 and never reaches the server.
+/// Requests and pairs live in the hub, with the online entries of the two users.
 extension SessionHandler {
-    func handlePrivate(_ request: Request, id: Int64?, session: Session) {
+    func handlePrivate(_ request: Request, id: Int64?) {
+        guard let session else { return }
         switch request {
         case .startPrivate(let user, let fingerprint):
             startPrivate(user, fingerprint: fingerprint, id: id, session: session)
@@ -20,42 +22,32 @@ extension SessionHandler {
         }
     }
 
-    private func me(_ session: Session) -> PrivateSessions.Party {
-        .init(name: session.name, displayName: session.displayName)
-    }
-
     private func startPrivate(_ user: String, fingerprint: String, id: Int64?, session: Session) {
         guard Validation.isValidUsername(user) else { return reply(id, .unknownUser) }
         let target = Validation.canonicalUsername(user)
         guard target != session.name else {
             return reply(id, .cannotMessageSelf, "Error. Cannot start private messaging with yourself")
         }
-        guard let entry = service.hub.entry(target) else {
+        let limit = configuration.maxPendingPrivateRequests
+        let pending: PrivatePair.Request
+        switch service.hub.requestPrivate(from: session.name, to: target, fingerprint: fingerprint, limit: limit) {
+        case .filed(let request):
+            pending = request
+        case .targetOffline:
             // Unknown and offline get different answers, as for messages; neither reveals an address.
-            runAsync({ [service] in await service.accountExists(target) }) { exists in
+            runTask({ await $0.accountExists(target) }) { exists in
                 self.reply(id, exists ? .userOffline : .unknownUser)
             }
             return
-        }
-        let peer = PrivateSessions.Party(name: target, displayName: entry.displayName)
-        if service.hub.blockers(of: session.name).contains(target) {
+        case .blockedByTarget(let peer):
             return reply(id, .privateNotEnabled, "Error. Private messaging with \(peer.displayName) is not possible: \(peer.displayName) has blocked you")
-        }
-        if service.hub.blocked(by: session.name).contains(target) {
+        case .blockingTarget(let peer):
             return reply(id, .privateNotEnabled, "Error. You have blocked \(peer.displayName); unblock them first")
-        }
-        let pending: PrivateSessions.Request
-        switch service.privateSessions.request(
-            from: me(session), to: peer, fingerprint: fingerprint, limit: configuration.maxPendingPrivateRequests)
-        {
-        case .filed(let request):
-            pending = request
-        case .duplicate:
+        case .duplicate(let peer):
             return reply(id, .privateAlreadyActive, "Error. A private session or request with \(peer.displayName) already exists")
-        case .tooMany(let party):
-            let limit = configuration.maxPendingPrivateRequests
+        case .tooMany(let peer, let requesterFull):
             let text =
-                party.name == session.name
+                requesterFull
                 ? "Error. You have \(limit) private requests waiting for an answer; wait for one to end"
                 : "Error. \(peer.displayName) has too many private requests waiting; try again later"
             return reply(id, .tooManyRequests, text)
@@ -64,9 +56,9 @@ extension SessionHandler {
         send(.reply(.ok(id: id)))
         // No answer in time counts as a decline; the token makes a stale timer harmless.
         context.eventLoop.assumeIsolated().scheduleTask(in: configuration.privateAnswerTimeout) { [self] in
-            guard service.privateSessions.expire(pending) else { return }
-            if case .online = phase { send(.privateDeclined(user: peer.displayName), flush: true) }
-            deliverPrivate(.privateStopped(user: session.displayName, reason: "no answer in time"), to: target)
+            guard service.hub.expirePrivate(pending) else { return }
+            if self.session != nil { send(.privateDeclined(user: pending.target.displayName), flush: true) }
+            deliverPrivate(.privateStopped(user: pending.requester.displayName, reason: "no answer in time"), to: target)
         }
     }
 
@@ -75,7 +67,7 @@ extension SessionHandler {
     ) {
         let requester = Validation.canonicalUsername(user)
         guard Validation.isValidUsername(user),
-            let pending = service.privateSessions.takeRequest(from: requester, to: session.name)
+            let pending = service.hub.takePrivateRequest(from: requester, to: session.name)
         else { return reply(id, .privateNoRequest) }
         guard accept else {
             deliverPrivate(.privateDeclined(user: session.displayName), to: requester)
@@ -85,10 +77,9 @@ extension SessionHandler {
             deliverPrivate(.privateDeclined(user: session.displayName), to: requester)
             return reply(id, .badFrame, "Error. Accepting needs 'port' and 'fingerprint'")
         }
-        guard service.hub.entry(requester) != nil else { return reply(id, .userOffline) }
         guard let host = context.channel.remoteAddress?.ipAddress else { return reply(id, .internal) }
+        guard service.hub.pairPrivate(pending) else { return reply(id, .userOffline) }
         let sessionID = SecureRandom.hex(bytes: 16)
-        service.privateSessions.activate(pending.requester, me(session))
         // The accepter learns the session first, so its listener knows what to expect before the
         // requester (told second) can connect; the client also waits for it if not.
         send(.privateStarted(user: pending.requester.displayName, fingerprint: pending.fingerprint, session: sessionID))
@@ -101,37 +92,17 @@ extension SessionHandler {
 
     private func stopPrivate(_ user: String, id: Int64?, session: Session) {
         let other = Validation.canonicalUsername(user)
-        guard Validation.isValidUsername(user), let ended = service.privateSessions.stop(session.name, other) else {
+        guard Validation.isValidUsername(user), let peer = service.hub.stopPrivate(session.name, other) else {
             return reply(id, .privateNotEnabled, "Error. Private messaging to \(user) not enabled")
         }
-        deliverPrivate(.privateStopped(user: session.displayName, reason: "\(session.displayName) stopped private messaging"), to: ended.peer.name)
+        deliverPrivate(.privateStopped(user: session.displayName, reason: "\(session.displayName) stopped private messaging"), to: peer.name)
         send(.reply(.ok(id: id)))
     }
 
     /// A block in either direction ends the pair's private session at once; both clients close it.
-    func privateBlockChanged(blocked target: String, session: Session) {
-        guard let ended = service.privateSessions.stop(session.name, target) else { return }
-        send(.privateStopped(user: ended.peer.displayName, reason: "blocked"))
+    func privateBlockChanged(blocked target: String) {
+        guard let session, let peer = service.hub.stopPrivate(session.name, target) else { return }
+        send(.privateStopped(user: peer.displayName, reason: "blocked"))
         deliverPrivate(.privateStopped(user: session.displayName, reason: "blocked"), to: target)
-    }
-
-    /// The user left (logout, timeout, lost connection): every peer is told why.
-    func endPrivateSessions(of session: Session, reason: String) {
-        let ended = service.privateSessions.removeAll(involving: session.name)
-        guard !ended.isEmpty else { return }
-        let why =
-            switch reason {
-            case "logout": "\(session.displayName) logged out"
-            case "timeout": "\(session.displayName) timed out"
-            default: "\(session.displayName) lost the connection to the server"
-            }
-        for end in ended {
-            deliverPrivate(.privateStopped(user: session.displayName, reason: why), to: end.peer.name)
-        }
-    }
-
-    private func deliverPrivate(_ message: ServerMessage, to name: String) {
-        // A user who left meanwhile has no private state left to update: nothing to keep.
-        _ = service.hub.deliver(message.frame(allocator: context.channel.allocator), to: name, onMiss: {})
     }
 }

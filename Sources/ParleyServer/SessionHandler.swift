@@ -4,37 +4,28 @@ import NIOCore
 import ParleyProtocol
 import ParleyTLS
 
-/// One client connection above TLS and framing: turns frames into requests, runs them strictly
-/// in order, and writes replies and events. Owns the connection's login state and idle timer.
-final class SessionHandler: ChannelDuplexHandler {
+/// One client connection above TLS and framing: feeds frames, timer and task outcomes to its
+/// `ConnectionStateMachine` and carries out the actions it returns (replies, commands, timers,
+/// closing). The rules live in the machine; this class only does the I/O.
+final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
     typealias InboundIn = Frame
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
-
-    enum Phase {
-        case connected
-        case online(Session)
-        /// Logged out, waiting (bounded) for acks of stored messages already sent.
-        case leaving(name: String)
-        case closed
-    }
+    typealias Machine = ConnectionStateMachine<SystemClock>
 
     let service: ChatService
     let logger: Logger
-    var phase = Phase.connected
-    var context: ChannelHandlerContext!
-    /// Frames that arrived while an earlier request was still waiting on the store or hasher.
-    var queue = CircularBuffer<Frame>(initialCapacity: 4)
-    var busy = false
-    var readSuppressed = false
-    var badFramesInARow = 0
-    var lastActivity = NIODeadline.now()
-    var idleTimer: Scheduled<Void>?
-    /// The login under way, if any (cancelled when the connection ends).
+    private(set) var context: ChannelHandlerContext!
+    /// Every rule about this connection's state (internal: the command extensions report to it).
+    var machine: Machine
+    /// The logged-in user as the fan-out sees them; nil before login and once the session ended.
+    private(set) var session: Session?
+    /// The connection's one timer (login deadline, idle timeout, wait for acks after logout).
+    /// A scheduled callback into this handler: no promise or closures per arming (`Scheduled` has both).
+    private var timer: NIOScheduledCallback?
+    /// The login under way, if any: cancelled when the connection closes, so a login waiting for
+    /// its name's turn stops waiting at once.
     var loginTask: Task<Void, Never>?
-    /// Stored messages sent in this session and not yet acknowledged.
-    var unacked: Set<Int64> = []
-    private static let maxQueuedFrames = 32
     /// Encoded once: every connection gets the same greeting.
     private static let hello = ServerMessage.hello(
         version: Limits.protocolVersion, server: "parley-server \(ParleyServerVersion.string)"
@@ -43,6 +34,10 @@ final class SessionHandler: ChannelDuplexHandler {
     init(service: ChatService, logger: Logger) {
         self.service = service
         self.logger = logger
+        let configuration = service.configuration
+        self.machine = Machine(
+            clock: SystemClock(), idleTimeout: configuration.idleTimeout, loginTimeout: configuration.loginTimeout,
+            maxBadFramesInARow: configuration.maxBadFramesInARow)
         service.connectionOpened()
     }
 
@@ -51,11 +46,6 @@ final class SessionHandler: ChannelDuplexHandler {
     }
 
     var configuration: ServerConfiguration { service.configuration }
-
-    var isClosed: Bool {
-        if case .closed = phase { return true }
-        return false
-    }
 
     // MARK: lifecycle
 
@@ -71,12 +61,8 @@ final class SessionHandler: ChannelDuplexHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         context.writeAndFlush(NIOAny(Self.hello), promise: nil)
-        armIdleTimer(after: configuration.loginTimeout)
+        perform(machine.connected())
         context.fireChannelActive()
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -86,17 +72,15 @@ final class SessionHandler: ChannelDuplexHandler {
 
     /// Ends the session and drops what waits on it; safe to call more than once.
     private func connectionEnded() {
-        idleTimer?.cancel()
-        idleTimer = nil
-        endSession(reason: "disconnected")
+        machine.channelClosed()
+        cancelTimer()
+        endSession(.disconnected)
         loginTask?.cancel()
         loginTask = nil
-        phase = .closed
-        queue.removeAll()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if case .online(let session) = phase { session.writabilityChanged(writable: context.channel.isWritable) }
+        session?.writabilityChanged(writable: context.channel.isWritable)
         context.fireChannelWritabilityChanged()
     }
 
@@ -108,161 +92,182 @@ final class SessionHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
-    // MARK: inbound, strictly ordered
+    // MARK: events in
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        if busy || !queue.isEmpty {
-            queue.append(frame)
-            return
+        let inbound = Machine.Inbound(
+            unwrapInboundIn(data), maxFrameBytes: configuration.maxFrameBytes)
+        if let observer = configuration.requestObserver, case .request(let request, _) = inbound {
+            observer(request)
         }
-        process(frame)
+        perform(machine.received(inbound))
     }
 
     func read(context: ChannelHandlerContext) {
-        // Backpressure: while requests wait on the store, stop reading once the queue is full.
-        if queue.count >= Self.maxQueuedFrames {
-            readSuppressed = true
-        } else {
-            context.read()
-        }
+        // Backpressure: while requests wait on the store, the machine stops reads once its queue is full.
+        if machine.mayRead() { context.read() }
     }
 
-    func drainQueue() {
-        while !busy, !isClosed, let next = queue.popFirst() {
-            process(next)
-        }
-        if readSuppressed, queue.count < Self.maxQueuedFrames {
-            readSuppressed = false
-            context.read()
-        }
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        timer = nil
+        guard context != nil else { return }
+        perform(machine.timerFired())
     }
 
-    private func process(_ frame: Frame) {
-        switch frame {
-        case .tooLarge:
-            badFrame(ProtocolError(.frameTooLarge, "frame larger than \(configuration.maxFrameBytes) bytes"))
-        case .line(let line):
-            do {
-                let (id, request) = try Request.decode(from: line)
-                badFramesInARow = 0
-                configuration.requestObserver?(request)
-                handle(request, id: id)
-            } catch {
-                badFrame(error)
-            }
-        }
+    /// Called by the session when the client stopped reading and its backlog passed the limit.
+    func slowConsumer() {
+        perform(machine.slowConsumer())
     }
 
-    private func badFrame(_ error: ProtocolError) {
-        badFramesInARow += 1
-        if badFramesInARow >= configuration.maxBadFramesInARow {
-            logger.notice("closing connection after repeated bad frames", metadata: peerMetadata)
-            send(.error(code: error.code, message: "too many bad requests; closing the connection"), flush: true)
-            endSession(reason: "repeated bad frames")
-            phase = .closed
-            context.close(promise: nil)
+    // MARK: actions out
+
+    func perform(_ action: Machine.Action) {
+        switch action {
+        case .none:
             return
-        }
-        send(.reply(.error(error)), flush: true)
-    }
-
-    // MARK: requests
-
-    private func handle(_ request: Request, id: Int64?) {
-        switch phase {
-        case .closed:
-            return
-        case .connected:
-            guard case .login(let username, let password, let version) = request else {
-                reply(id, .notLoggedIn)
-                return
-            }
-            guard version == Limits.protocolVersion else {
-                reply(id, .unsupportedVersion, "Error. This server speaks protocol version \(Limits.protocolVersion)")
-                return
-            }
-            login(username: username, password: password, id: id)
-        case .online(let session):
-            lastActivity = .now()
-            handleOnline(request, id: id, session: session)
-        case .leaving(let name):
-            if case .ack(let delivery) = request { acknowledge(delivery, id: id, name: name) }
-        }
-    }
-
-    private func handleOnline(_ request: Request, id: Int64?, session: Session) {
-        switch request {
-        case .login:
-            reply(id, .alreadyLoggedIn)
-        case .message(let to, let text):
-            message(to: to, text: text, id: id, session: session)
-        case .broadcast(let text):
-            guard Validation.isValidText(text) else { return reply(id, .badFrame, "Error. Message must be 1 to 4096 bytes") }
-            let skip = service.hub.blockers(of: session.name)
-            let frame = ServerMessage.broadcast(from: session.displayName, text: text).frame(allocator: context.channel.allocator)
-            service.hub.fanOut(frame, except: session.name, skipping: skip)
-            let unreachable = !skip.isEmpty && service.hub.isAnyOnline(skip)
-            send(.reply(.ok(id: id, .broadcast(unreachable: unreachable))))
-        case .whoelse:
-            send(.reply(.ok(id: id, .users(service.hub.onlineNames(visibleTo: session.name)))))
-        case .whoelsesince(let seconds):
-            runAsync({ [service] in await service.usersActive(withinLast: seconds, viewer: session.name) }) { result in
-                switch result {
-                case .success(let users): self.send(.reply(.ok(id: id, .users(users))))
-                case .failure(let error): self.reply(id, error)
-                }
-            }
-        case .block(let user), .unblock(let user):
-            let active = if case .block = request { true } else { false }
-            let target = Validation.canonicalUsername(user)
-            guard Validation.isValidUsername(user) else { return reply(id, .unknownUser) }
-            guard target != session.name else { return reply(id, active ? .cannotBlockSelf : .notBlocked) }
-            runAsync({ [service] in await service.setBlock(blocker: session.name, blocked: target, active: active) }) { error in
-                if let error {
-                    self.reply(id, error)
-                    return
-                }
-                if active { self.privateBlockChanged(blocked: target, session: session) }
-                self.send(.reply(.ok(id: id)))
-            }
-        case .logout:
+        case .resumeReading:
+            context.read()
+        case .reply(let reply):
+            send(.reply(reply))
+        case .run(let command, let id):
+            run(command, id: id)
+        case .logOut(let id, let linger):
             send(.reply(.ok(id: id)))
             send(.loggedOut(reason: .logout), flush: true)
-            logger.info("logout", metadata: ["user": "\(session.name)"])
-            logOut(session)
-        case .ack(let delivery):
-            acknowledge(delivery, id: id, name: session.name)
-        case .active:
-            if id != nil { send(.reply(.ok(id: id))) }
-        case .startPrivate, .privateAnswer, .stopPrivate:
-            handlePrivate(request, id: id, session: session)
+            if let name = session?.name { logger.info("logout", metadata: ["user": "\(name)"]) }
+            endSession(.loggedOut)
+            // With stored messages unacked, the connection stays open (bounded) for their acks,
+            // so a quick logout does not make them show twice.
+            if let linger { arm(linger) } else { closeConnection() }
+        case .arm(let deadline):
+            arm(deadline)
+        case .close(let reason):
+            close(reason)
         }
     }
 
-    private func message(to: String, text: String, id: Int64?, session: Session) {
-        guard Validation.isValidText(text) else { return reply(id, .badFrame, "Error. Message must be 1 to 4096 bytes") }
-        guard Validation.isValidUsername(to) else { return reply(id, .unknownUser) }
-        let recipient = Validation.canonicalUsername(to)
-        guard recipient != session.name else { return reply(id, .cannotMessageSelf) }
-        if service.hub.blockers(of: session.name).contains(recipient) {
-            return reply(id, .recipientBlockedYou)
+    /// Applies queued requests (and resumes reading) until one has to wait or there are none.
+    func drain() {
+        while let action = machine.nextAction() { perform(action) }
+    }
+
+    private func close(_ reason: EndReason) {
+        cancelTimer()
+        switch reason {
+        case .loginDeadline:
+            logger.info("closing a connection that did not log in in time", metadata: peerMetadata)
+        case .idle:
+            if let name = session?.name { logger.info("timeout", metadata: ["user": "\(name)"]) }
+        case .badFrames(let code):
+            logger.notice("closing connection after repeated bad frames", metadata: peerMetadata)
+            send(.error(code: code, message: "too many bad requests; closing the connection"), flush: true)
+        case .slowConsumer:
+            logger.notice("disconnecting a client that stopped reading", metadata: peerMetadata)
+            // Ended first: the notice then goes straight to the channel, queued behind the backlog,
+            // so a client that wakes up in time learns why it was dropped.
+            endSession(reason)
+        case .loggedOut, .acksSettled, .disconnected, .serverStopping:
+            break
         }
-        let frame = ServerMessage.message(from: session.displayName, text: text).frame(allocator: context.channel.allocator)
-        let service = self.service
-        let sender = session.displayName
-        let delivered = service.hub.deliver(frame, to: recipient) {
-            // The recipient left between lookup and delivery: keep the message for their next login.
-            service.work.detached { _ = await service.storeOffline(to: recipient, from: sender, text: text) }
+        if let wire = reason.wireReason { send(.loggedOut(reason: wire), flush: true) }
+        endSession(reason)
+        closeConnection()
+    }
+
+    /// Flushes what is queued, then closes (TLS sends close_notify).
+    private func closeConnection() {
+        guard let context else { return }
+        context.flush()
+        context.close(promise: nil)
+    }
+
+    private func arm(_ deadline: NIODeadline) {
+        timer?.cancel()
+        timer = try? context.eventLoop.assumeIsolated().scheduleCallback(at: deadline, handler: self)
+    }
+
+    private func cancelTimer() {
+        timer?.cancel()
+        timer = nil
+    }
+
+    // MARK: session
+
+    /// The user is online: the fan-out reaches them from now on.
+    func sessionStarted(_ session: Session) {
+        self.session = session
+        session.onSlowConsumer = { [weak self] in self?.slowConsumer() }
+    }
+
+    /// Logs the user out of the hub (their private requests and pairs with it) and tells the
+    /// others; safe to call more than once.
+    func endSession(_ reason: EndReason) {
+        guard let session else { return }
+        self.session = nil
+        session.close()
+        let hub = service.hub
+        guard let entry = hub.unregister(session) else { return }
+        let why = reason.privateStopText(user: session.displayName)
+        for peer in entry.privateLinks.keys {
+            deliverPrivate(.privateStopped(user: session.displayName, reason: why), to: peer)
         }
-        if delivered {
-            send(.reply(.ok(id: id)))
-            return
+        let presence = ServerMessage.presence(user: session.displayName, online: false).frame(allocator: context.channel.allocator)
+        hub.fanOut(presence, except: session.name, skipping: entry.blocks)
+        logger.info("session ended", metadata: ["user": "\(session.name)", "reason": "\(reason)"])
+        let name = session.name
+        service.background { await $0.recordLogout(name) }
+    }
+
+    // MARK: plumbing
+
+    /// Runs `work` off the event loop through the service, then `then` back on it; requests
+    /// arriving meanwhile wait in the machine's queue, so a connection's requests take effect in
+    /// the order they were sent.
+    @discardableResult
+    func runTask<T: Sendable>(
+        _ work: @escaping @Sendable (ChatService) async -> T, then: @escaping (T) -> Void
+    ) -> Task<Void, Never>? {
+        let task = service.start(on: context.eventLoop, work) { [self] outcome in
+            guard machine.taskFinished() else { return }
+            guard let outcome else { return perform(machine.serverStopping()) }
+            then(outcome)
+            drain()
         }
-        runAsync({ await service.storeOffline(to: recipient, from: sender, text: text) }) { error in
-            if let error { self.reply(id, error) } else { self.send(.reply(.ok(id: id))) }
+        guard let task else {
+            // Shutting down: the task could outlive this event loop, so the connection just closes.
+            perform(machine.serverStopping())
+            return nil
+        }
+        machine.taskStarted()
+        return task
+    }
+
+    /// Queues a message to this client; replies ride the same per-loop flush as fan-out.
+    func send(_ message: ServerMessage, flush: Bool = false) {
+        let frame = message.frame(allocator: context.channel.allocator)
+        if let session {
+            session.send(frame)
+            if flush { session.flushIfDirty() }
+        } else {
+            context.writeAndFlush(NIOAny(frame), promise: nil)
         }
     }
+
+    func reply(_ id: Int64?, _ code: ErrorCode, _ message: String? = nil) {
+        send(.reply(.error(id: id, code, message: message)))
+    }
+
+    func reply(_ id: Int64?, _ error: ProtocolError) {
+        reply(id, error.code, error.message)
+    }
+
+    /// Sends to another online user; one who left meanwhile has no private state left to update.
+    func deliverPrivate(_ message: ServerMessage, to name: String) {
+        _ = service.hub.deliver(message.frame(allocator: context.channel.allocator), to: name, onMiss: {})
+    }
+
+    var peerDescription: String { context.channel.remoteAddress.map { "\($0)" } ?? "?" }
+    var peerMetadata: Logger.Metadata { ["peer": "\(peerDescription)"] }
 }
 
 /// The server's version string, sent in `hello`.

@@ -114,6 +114,13 @@ public final class TestChatClient: Sendable {
         try await channel.writeAndFlush(buffer)
     }
 
+    /// Sends every request, each with its id, in one write: the server reads them pipelined.
+    public func sendPipelined(_ requests: [(id: Int64, request: Request)]) async throws {
+        var buffer = channel.allocator.buffer(capacity: 64 * requests.count)
+        for (id, request) in requests { request.encode(id: id, into: &buffer) }
+        try await channel.writeAndFlush(buffer)
+    }
+
     /// Sends bytes as they are (malformed frames).
     public func sendRaw(_ bytes: [UInt8]) async throws {
         try await channel.writeAndFlush(ByteBuffer(bytes: bytes))

@@ -1,3 +1,5 @@
+import NIOConcurrencyHelpers
+import NIOCore
 import ParleyProtocol
 import ParleyTestSupport
 import Testing
@@ -36,4 +38,11 @@ extension TestChatClient {
     func nextPresence(of user: String, online: Bool, timeout: Double = 5) async -> Bool {
         await next(timeout: timeout) { $0 == .presence(user: user, online: online) } != nil
     }
+}
+
+/// A clock the test moves by hand (login gate, back-off and connection state machine tests).
+final class ManualClock: Sendable {
+    private let current = NIOLockedValueBox(NIODeadline.uptimeNanoseconds(1_000_000_000))
+    var now: NIODeadline { current.withLockedValue { $0 } }
+    func advance(_ amount: TimeAmount) { current.withLockedValue { $0 = $0 + amount } }
 }

@@ -3,13 +3,6 @@ import NIOCore
 import Testing
 @testable import ParleyServer
 
-/// A clock the test moves by hand.
-private final class ManualClock: Sendable {
-    private let current = NIOLockedValueBox(NIODeadline.uptimeNanoseconds(1_000_000_000))
-    var now: NIODeadline { current.withLockedValue { $0 } }
-    func advance(_ amount: TimeAmount) { current.withLockedValue { $0 = $0 + amount } }
-}
-
 @Suite("login gate and per-address back-off (state machines, test clock)")
 struct LoginGateTests {
     @Test func oneCheckPerNameTheRestWaitInOrderBoundedAndCancellable() {

@@ -38,6 +38,25 @@ struct ShutdownTests {
     }
 }
 
+extension ShutdownTests {
+    @Test("every logged-in user, on every event loop, is told the server is shutting down before the connection closes")
+    func usersAreToldOfTheShutdown() async throws {
+        try await withTestServer { server in
+            // Two event loops in the test server: enough users that both have some.
+            var users: [TestChatClient] = []
+            for i in 0..<6 { users.append(try await server.loggedIn("user\(i)")) }
+            let waiting = try await server.client()
+            try await server.restart()
+            for user in users {
+                #expect(await user.next(timeout: 10) { $0 == .loggedOut(reason: .serverShutdown) } != nil)
+                #expect(await user.waitForClose())
+            }
+            #expect(await waiting.waitForClose(), "a connection that never logged in is closed too")
+            #expect(!waiting.received.contains(.loggedOut(reason: .serverShutdown)), "only sessions are told")
+        }
+    }
+}
+
 @Suite("Closed connections free their state")
 struct ConnectionLifetimeTests {
     @Test("handlers of closed connections are freed: logged in or not, closed by either side")
