@@ -83,8 +83,7 @@ public final class ChatServer: Sendable {
                         let sync = child.pipeline.syncOperations
                         try sync.addHandler(
                             TLSHandler(settings: tlsSettings))
-                        try sync.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: configuration.maxFrameBytes)))
-                        try sync.addHandler(SessionHandler(service: service, logger: logger))
+                        try sync.addHandler(SessionHandler(service: service))
                     }
                 }
                 .bind(host: configuration.host, port: configuration.port).get()

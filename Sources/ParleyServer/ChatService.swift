@@ -9,7 +9,7 @@ import ParleyStore
 /// The only door to the store and the password hasher: connection handlers start the commands
 /// that need them through `start`, which counts the task and applies its outcome back on the
 /// handler's event loop; nothing here touches a channel.
-struct ChatService: Sendable {
+final class ChatService: Sendable {
     private let store: any ChatStore
     private let passwords: PasswordService
     let hub: Hub
@@ -263,7 +263,7 @@ extension ChatService {
         case .unknownAccount:
             return .failure(ProtocolError(.internal))
         }
-        let settle = { (outcome: LoginAttemptOutcome) in
+        let settle = { [store] (outcome: LoginAttemptOutcome) in
             try await store.settleLoginAttempt(name: name, attempt: attempt, threshold: threshold, outcome: outcome,
                                                now: Date(), lockDuration: lockDuration)
         }

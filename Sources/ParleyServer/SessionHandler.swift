@@ -4,18 +4,23 @@ import NIOCore
 import ParleyProtocol
 import ParleyTLS
 
-/// One client connection above TLS and framing: feeds frames, timer and task outcomes to its
-/// `ConnectionStateMachine` and carries out the actions it returns (replies, commands, timers,
-/// closing). The rules live in the machine; this class only does the I/O.
+/// One client connection above TLS: splits its plaintext into frames, feeds frames, timer and task
+/// outcomes to its `ConnectionStateMachine` and carries out the actions it returns (replies,
+/// commands, timers, closing). The rules live in the machine; this class only does the I/O.
 final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
-    typealias InboundIn = Frame
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     typealias Machine = ConnectionStateMachine<SystemClock>
 
     let service: ChatService
-    let logger: Logger
+    var logger: Logger { service.logger }
     private(set) var context: ChannelHandlerContext!
+    /// Newline framing, here rather than in a `ByteToMessageHandler` of its own: that handler, its
+    /// context and its buffers cost about half a KiB per idle connection.
+    private var framer: LineFramer
+    /// The start of a line still arriving; nil between lines, so an idle connection keeps no buffer.
+    private var partialLine: ByteBuffer?
     /// Every rule about this connection's state (internal: the command extensions report to it).
     var machine: Machine
     /// The logged-in user as the fan-out sees them; nil before login and once the session ended.
@@ -31,10 +36,10 @@ final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         version: Limits.protocolVersion, server: "parley-server \(ParleyServerVersion.string)"
     ).frame()
 
-    init(service: ChatService, logger: Logger) {
+    init(service: ChatService) {
         self.service = service
-        self.logger = logger
         let configuration = service.configuration
+        self.framer = LineFramer(maxFrameBytes: configuration.maxFrameBytes)
         self.machine = Machine(
             clock: SystemClock(), idleTimeout: configuration.idleTimeout, loginTimeout: configuration.loginTimeout,
             maxBadFramesInARow: configuration.maxBadFramesInARow)
@@ -95,8 +100,21 @@ final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
     // MARK: events in
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let inbound = Machine.Inbound(
-            unwrapInboundIn(data), maxFrameBytes: configuration.maxFrameBytes)
+        var bytes = unwrapInboundIn(data)
+        if var partial = partialLine {
+            partialLine = nil
+            partial.writeBuffer(&bytes)
+            bytes = partial
+        }
+        while let frame = framer.next(&bytes) {
+            received(frame)
+        }
+        // An unterminated tail at EOF is an incomplete frame: it is dropped with the handler.
+        if bytes.readableBytes > 0 { partialLine = bytes }
+    }
+
+    private func received(_ frame: Frame) {
+        let inbound = Machine.Inbound(frame, maxFrameBytes: configuration.maxFrameBytes)
         if let observer = configuration.requestObserver, case .request(let request, _) = inbound {
             observer(request)
         }
