@@ -76,8 +76,12 @@ public final class ChatServer: Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 * 1024, high: 256 * 1024))
-                // Chat frames are small: start receive buffers small (they grow on demand).
-                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536))
+                // Chat frames are small, and NIO keeps each channel's last receive buffer for the
+                // connection's life: a fixed 256 bytes (most reads are one small record) rather
+                // than a buffer that grows to the largest read ever seen; 16 reads per wake-up
+                // keep larger messages moving.
+                .childChannelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 256))
+                .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { child in
                     child.eventLoop.makeCompletedFuture {
                         let sync = child.pipeline.syncOperations

@@ -23,18 +23,16 @@ final class Session: @unchecked Sendable {
     /// Frames queued since the last flush (see `send`).
     private var pending: ByteBuffer?
     private var gatheredFrames = 0
-    private let allocator: ByteBufferAllocator
+    /// The slow-consumer end was reported to the handler (it ends the session; once is enough).
+    private var reportedSlow = false
     /// Gathered bytes are handed to the pipeline early past this size (memory stays bounded).
     private static let maxPendingBytes = 64 * 1024
-    /// Called (on the loop) when the client stopped reading and its backlog passed the limit.
-    var onSlowConsumer: (() -> Void)?
 
     init(name: String, displayName: String, context: ChannelHandlerContext, shard: LoopShard, maxBacklog: Int) {
         self.name = name
         self.displayName = displayName
         self.eventLoop = context.eventLoop
         self.context = context
-        self.allocator = context.channel.allocator
         self.tls = try? context.pipeline.syncOperations.handler(type: TLSHandler.self)
         self.shard = shard
         self.maxBacklog = maxBacklog
@@ -49,10 +47,12 @@ final class Session: @unchecked Sendable {
         if !writable {
             backlogBytes += frame.readableBytes
             if backlogBytes > maxBacklog {
-                // Once: the callback ends this session, and nothing more is queued to it.
-                let callback = onSlowConsumer
-                onSlowConsumer = nil
-                callback?()
+                // Once: the handler ends this session, and nothing more is queued to it. It is
+                // reached through the context rather than a stored callback (no closure per user).
+                if !reportedSlow {
+                    reportedSlow = true
+                    (context.handler as? SessionHandler)?.slowConsumer()
+                }
                 return true
             }
         }
@@ -65,7 +65,7 @@ final class Session: @unchecked Sendable {
             if gatheredFrames == 1 {
                 // The first frame is still the shared fan-out buffer: copy it once into room for
                 // several more, instead of growing by doubling on every append.
-                var own = allocator.buffer(capacity: max(1024, 4 * frame.readableBytes))
+                var own = context.channel.allocator.buffer(capacity: max(1024, 4 * frame.readableBytes))
                 own.writeImmutableBuffer(gathered)
                 gathered = own
             }

@@ -214,7 +214,6 @@ final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
     /// The user is online: the fan-out reaches them from now on.
     func sessionStarted(_ session: Session) {
         self.session = session
-        session.onSlowConsumer = { [weak self] in self?.slowConsumer() }
     }
 
     /// Logs the user out of the hub (their private requests and pairs with it) and tells the
