@@ -1,5 +1,6 @@
 import NIOCore
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 
 /// The pipeline end of a `ChatConnection`: matches replies to requests, forwards everything else.

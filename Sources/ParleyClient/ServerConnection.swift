@@ -1,11 +1,12 @@
 import NIOCore
 import NIOPosix
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 
 /// The interactive client's TLS connection to the server, after `hello`: every frame in wire
 /// order on one inbound stream (replies and events alike), requests written on one outbound
-/// writer. `ClientSession` matches replies to requests itself, so requests can be in flight together.
+/// writer. `ChatClient` matches replies to requests itself, so requests can be in flight together.
 public final class ServerConnection: Sendable {
     /// Protocol version announced by the server in `hello`.
     public let serverVersion: Int64
