@@ -18,8 +18,8 @@ extension TestChatClient {
     }
 }
 
-@Suite("server: private-session introductions")
-struct PrivateSessionTests {
+@Suite("server: private-link introductions")
+struct PrivateRelayTests {
     @Test func refusalsNeverRevealAnAddress() async throws {
         try await withTestServer { server in
             let alice = try await server.loggedIn("alice")
