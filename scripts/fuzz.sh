@@ -34,10 +34,12 @@ printf '%s' 'privat bob hi' > "$out/commands/typo"
 cd "$root"
 for target in fuzz-protocol fuzz-commands; do
     echo "building $target..."
-    swift build -c debug --scratch-path "$root/.build-fuzz" -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \
-        --product "$target"
+    # Optimized (several times the executions per second of a debug build, for the same build time),
+    # with debug info so AddressSanitizer's reports name lines.
+    swift build -c release --scratch-path "$root/.build-fuzz" -Xswiftc -sanitize=fuzzer,address -Xswiftc -g \
+        -Xswiftc -DFUZZING --product "$target"
 done
-bin="$root/.build-fuzz/debug"
+bin="$root/.build-fuzz/release"
 
 fuzz() {  # TARGET CORPUS
     echo "fuzzing $1 for ${seconds}s..."
