@@ -38,40 +38,52 @@ let package = Package(
         .target(name: "ParleyCrypto", dependencies: ["COpenSSL", "CParleyShims"]),
         // TLS contexts and the SwiftNIO channel handler that drives OpenSSL through memory BIOs.
         .target(name: "ParleyTLS", dependencies: ["COpenSSL", "CParleyShims", "ParleyCrypto", logging] + nio),
-        // Wire protocol: frames, commands, replies, error codes. No I/O.
-        .target(name: "ParleyProtocol", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        // Wire protocol: JSON codec, requests, replies, server messages, private frames, error codes.
+        // No I/O and no NIO, so the fuzz targets build it alone. Full cross-module optimization lets
+        // ParleyProtocolNIO specialize the generic encoders for ByteBuffer as when they shared a module.
+        .target(name: "ParleyProtocol", swiftSettings: [.unsafeFlags(["-cross-module-optimization"])]),
+        // The protocol on SwiftNIO: newline framing (FrameDecoder) and ByteBuffer encode/decode.
+        .target(name: "ParleyProtocolNIO", dependencies: ["ParleyProtocol", .product(name: "NIOCore", package: "swift-nio")]),
+        // The terminal client's typed-command grammar: parsing, usage and help text, suggestions.
+        // Only the client uses it (re-exported by ParleyClient); no dependencies, so it is fuzzable alone.
+        .target(name: "ParleyCommands"),
         // Durable state behind a storage protocol; SQLite backend.
         .target(name: "ParleyStore", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio"), logging] + nio),
-        .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyStore", "ParleyCrypto", "CParleyShims", logging] + nio),
-        .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyCrypto", logging] + nio),
-        .target(name: "ParleyTestSupport", dependencies: ["ParleyTLS", "ParleyServer", "ParleyClient", "ParleyCrypto"] + nio),
+        .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyCrypto", "CParleyShims", logging] + nio),
+        .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyCommands", "ParleyCrypto", logging] + nio),
+        .target(name: "ParleyTestSupport", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyServer", "ParleyClient", "ParleyCrypto"] + nio),
         .executableTarget(name: "parley-server", dependencies: [
             "ParleyServer", "ParleyTLS", "ParleyStore", "ParleyCrypto", logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ] + nio),
         .executableTarget(name: "parley", dependencies: [
-            "ParleyClient", "ParleyTLS", "ParleyProtocol", "CLibEdit", logging,
+            "ParleyClient", "ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "CLibEdit", logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ] + nio),
         // Load generator and measurements for docs/PERFORMANCE.md (not part of the test suite).
         .executableTarget(name: "parley-bench", dependencies: [
-            "ParleyClient", "ParleyTLS", "ParleyProtocol", "ParleyCrypto", logging,
+            "ParleyClient", "ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyCrypto", logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ] + nio),
+        // libFuzzer entry points (scripts/fuzz.sh builds them with -sanitize=fuzzer -DFUZZING; a
+        // plain build makes them replay the inputs named on the command line).
+        .target(name: "FuzzDriver", path: "Fuzz/Driver"),
+        .executableTarget(name: "fuzz-protocol", dependencies: ["FuzzDriver", "ParleyProtocol"], path: "Fuzz/ParleyProtocol"),
+        .executableTarget(name: "fuzz-commands", dependencies: ["FuzzDriver", "ParleyCommands", "ParleyProtocol"], path: "Fuzz/ParleyCommands"),
         .testTarget(name: "ParleyCryptoTests", dependencies: ["ParleyCrypto"]),
         .testTarget(name: "ParleyTLSTests", dependencies: [
             "ParleyTLS", "ParleyTestSupport", .product(name: "NIOEmbedded", package: "swift-nio"),
         ] + nio),
         .testTarget(name: "ParleyProtocolTests", dependencies: [
-            "ParleyProtocol", .product(name: "NIOEmbedded", package: "swift-nio"),
+            "ParleyProtocol", "ParleyProtocolNIO", .product(name: "NIOEmbedded", package: "swift-nio"),
         ] + nio),
         .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore"] + nio),
         .testTarget(name: "ParleyClientTests", dependencies: [
-            "ParleyClient", "ParleyProtocol", "ParleyTestSupport", "ParleyServer",
+            "ParleyClient", "ParleyCommands", "ParleyProtocol", "ParleyProtocolNIO", "ParleyTestSupport", "ParleyServer",
         ] + nio),
         .testTarget(name: "ParleyServerTests", dependencies: [
-            "ParleyServer", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyStore",
+            "ParleyServer", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore",
         ] + nio),
     ]
 )

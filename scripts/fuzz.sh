@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Fuzz every parser of untrusted input with libFuzzer + AddressSanitizer: the NIO-free core of
-# ParleyProtocol (requests, server messages, private frames with the safety-code exchange, the
-# command parser). TLS records are OpenSSL's to parse (fuzzed by its own project).
+# Fuzz every parser of untrusted input with libFuzzer + AddressSanitizer: ParleyProtocol (requests,
+# server messages, private frames with the safety-code exchange) and the client's command parser
+# (ParleyCommands). TLS records are OpenSSL's to parse (fuzzed by its own project).
 # Usage: scripts/fuzz.sh [SECONDS]   (default 30, per target). Exits non-zero if libFuzzer finds a crash.
-# Only top-level Sources/ParleyProtocol/*.swift are compiled: the NIO glue lives in NIO/ so the
-# fuzzer needs no SwiftPM build products.
+# The targets are the package's fuzz-* executables; neither module depends on NIO, so the
+# instrumented build (its own scratch path, .build-fuzz) compiles only them.
 set -euo pipefail
 seconds="${1:-30}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="$root/fuzz-out"
-mkdir -p "$out/corpus" "$out/artifacts"
+mkdir -p "$out/corpus" "$out/commands" "$out/artifacts"
 
 # Seed corpus: one valid frame per message kind, so the fuzzer starts past the JSON syntax.
 seed() { printf '%s' "$2" > "$out/corpus/$1"; }
@@ -27,15 +27,24 @@ seed pcommit '{"type":"commit","commitment":"873a30fe9eb8f2bf014e53b10ad941e184f
 seed pnonce '{"type":"nonce","nonce":"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"}'
 seed preveal '{"type":"reveal","nonce":"1111111111111111111111111111111111111111111111111111111111111111"}'
 seed pbye '{"type":"bye","reason":"safety-code commitment did not match (someone may be interfering)"}'
-seed cmd 'message bob hello   there'
-seed cmd2 'whoelsesince 30'
+printf '%s' 'message bob hello   there' > "$out/commands/message"
+printf '%s' 'whoelsesince 30' > "$out/commands/whoelsesince"
+printf '%s' 'privat bob hi' > "$out/commands/typo"
 
-echo "building fuzzer..."
-swiftc -sanitize=fuzzer,address -parse-as-library -O -g \
-    -module-name ParleyProtocolFuzz \
-    "$root"/Sources/ParleyProtocol/*.swift "$root/Fuzz/ParleyProtocol/FuzzProtocol.swift" \
-    -o "$out/fuzz-protocol"
+cd "$root"
+for target in fuzz-protocol fuzz-commands; do
+    echo "building $target..."
+    # Optimized (several times the executions per second of a debug build, for the same build time),
+    # with debug info so AddressSanitizer's reports name lines.
+    swift build -c release --scratch-path "$root/.build-fuzz" -Xswiftc -sanitize=fuzzer,address -Xswiftc -g \
+        -Xswiftc -DFUZZING --product "$target"
+done
+bin="$root/.build-fuzz/release"
 
-echo "fuzzing the protocol for ${seconds}s..."
-"$out/fuzz-protocol" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
-    -artifact_prefix="$out/artifacts/" -print_final_stats=1 "$out/corpus"
+fuzz() {  # TARGET CORPUS
+    echo "fuzzing $1 for ${seconds}s..."
+    "$bin/$1" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
+        -artifact_prefix="$out/artifacts/$1-" -print_final_stats=1 "$2"
+}
+fuzz fuzz-protocol "$out/corpus"
+fuzz fuzz-commands "$out/commands"

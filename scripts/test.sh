@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 # A short fuzzing pass over every parser of untrusted input (longer runs: scripts/fuzz.sh 600).
 scripts/fuzz.sh "${PARLEY_FUZZ_SECONDS:-10}" >/tmp/parley-fuzz.log 2>&1 || { tail -40 /tmp/parley-fuzz.log; echo "fuzzing found a crash"; exit 1; }
-grep -E '^(Done|#[0-9]+ +DONE)' /tmp/parley-fuzz.log || true
+grep -E '^(fuzzing|#[0-9]+[[:space:]]+DONE)' /tmp/parley-fuzz.log || true
 swift build --build-tests
 swift test --skip-build
 # An outside TLS scanner (sslyze, Mozilla's modern profile) against a server on its defaults.

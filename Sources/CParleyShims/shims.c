@@ -8,7 +8,6 @@ long parley_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) { return SSL
 int parley_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list) { return (int)SSL_CTX_set1_groups_list(ctx, list); }
 
 int parley_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
-long parley_SSL_set_mode(SSL *ssl, long mode) { return SSL_set_mode(ssl, mode); }
 int parley_SSL_set_app_data(SSL *ssl, void *data) { return SSL_set_app_data(ssl, data); }
 void *parley_SSL_get_app_data(const SSL *ssl) { return SSL_get_app_data(ssl); }
 
@@ -17,8 +16,6 @@ uint64_t parley_SSL_OP_NO_RENEGOTIATION(void) { return SSL_OP_NO_RENEGOTIATION; 
 uint64_t parley_SSL_OP_NO_TICKET(void) { return SSL_OP_NO_TICKET; }
 uint64_t parley_SSL_OP_CIPHER_SERVER_PREFERENCE(void) { return SSL_OP_CIPHER_SERVER_PREFERENCE; }
 long parley_SSL_MODE_RELEASE_BUFFERS(void) { return SSL_MODE_RELEASE_BUFFERS; }
-long parley_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER(void) { return SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER; }
-long parley_SSL_MODE_ENABLE_PARTIAL_WRITE(void) { return SSL_MODE_ENABLE_PARTIAL_WRITE; }
 long parley_SSL_SESS_CACHE_OFF(void) { return SSL_SESS_CACHE_OFF; }
 
 long parley_BIO_get_mem_data(BIO *bio, char **data) { return BIO_get_mem_data(bio, data); }

@@ -6,6 +6,7 @@ import Glibc
 import Darwin
 #endif
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 
 /// The outcome of a `login` request that the server answered.

@@ -224,16 +224,16 @@ extension ClientStateMachine {
             privates.peers[k] = nil
             out.append(.closePrivate(attempt, reason: nil))
             event(.declined(user: user), &out)
-        case .privateAccepted(let user, let host, let port, let fingerprint, let session):
+        case .privateAccepted(let user, let host, let port, let fingerprint, let linkID):
             let k = canonical(user)
             guard case .requesting(let attempt)? = privates.peers[k]?.phase, let pin = Hex.decode(fingerprint) else { return true }
             privates.peers[k]?.phase = .connecting(attempt)
-            out.append(.connect(attempt, host: host, port: Int(port), expecting: PrivatePeerExpectation(fingerprint: pin, session: session)))
-        case .privateStarted(let user, let fingerprint, let session):
+            out.append(.connect(attempt, host: host, port: Int(port), expecting: PrivatePeerExpectation(fingerprint: pin, linkID: linkID)))
+        case .privateStarted(let user, let fingerprint, let linkID):
             guard case .listening(let attempt)? = privates.peers[canonical(user)]?.phase, let pin = Hex.decode(fingerprint) else {
                 return true
             }
-            out.append(.expect(attempt, PrivatePeerExpectation(fingerprint: pin, session: session)))
+            out.append(.expect(attempt, PrivatePeerExpectation(fingerprint: pin, linkID: linkID)))
         case .privateStopped(let user, let reason):
             let k = canonical(user)
             privates.prompts.removeAll { $0 == k }

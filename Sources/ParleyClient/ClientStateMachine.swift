@@ -1,5 +1,6 @@
 import Foundation
 import ParleyProtocol
+import ParleyProtocolNIO
 
 /// The client's decisions, as a value: events in, actions out, no I/O (so it is tested without
 /// sockets). Requests carry ids and may be in flight together; output follows the wire: frames
@@ -271,14 +272,14 @@ public struct ClientStateMachine: Sendable {
             switch ending {
             case .timeout: finish(.timedOut, &out)
             case .logout: finish(.ok, &out)
-            case .duplicate, .serverShutdown, .slowConsumer: finish(.connectionLost, &out)
+            case .serverShutdown, .slowConsumer: finish(.connectionLost, &out)
             case nil: showFailure(error ?? .connectionClosed, &out)
             }
         }
     }
 
     private mutating func showFailure(_ error: ClientError, _ out: inout Actions) {
-        let status = ClientSession.exitStatus(for: error)
+        let status = ChatClient.exitStatus(for: error)
         let code = status == .connectionLost ? "connection_lost" : "client_error"
         out.append(.show(.local(.clientError(code: code, message: "Error. \(error.description)"))))
         finish(status, &out)

@@ -8,8 +8,6 @@ public enum LocalOutput: Sendable, Hashable {
     case usage(String)
     /// Not a command; carries the full message (with a suggestion when there is one).
     case invalidCommand(String)
-    /// A command this client recognises but cannot run yet (private sessions).
-    case unsupported(String)
     /// A problem on this side (lost connection, no reply in time); carries a short code and text.
     case clientError(code: String, message: String)
     /// Private-session output (see `PrivateNotice`).

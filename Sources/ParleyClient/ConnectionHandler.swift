@@ -1,5 +1,6 @@
 import NIOCore
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 
 /// The pipeline end of a `ChatConnection`: matches replies to requests, forwards everything else.
@@ -42,19 +43,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let message: ServerMessage
-        switch unwrapInboundIn(data) {
-        case .tooLarge:
-            message = .error(code: .frameTooLarge, message: "the server sent a frame larger than the limit")
-        case .line(let line):
-            do {
-                message = try ServerMessage.decode(from: line)
-            } catch {
-                // Newer servers may send event types we do not know: the protocol says skip them.
-                if error.code == .unknownType { return }
-                message = .error(code: .badFrame, message: "unreadable frame from the server: \(error.message)")
-            }
-        }
+        guard let message = ServerMessage.fromServer(unwrapInboundIn(data)) else { return }
         guard gotHello else {
             guard case .hello(let version, let server) = message else {
                 return fail(.protocolViolation("expected hello, got another frame first"))

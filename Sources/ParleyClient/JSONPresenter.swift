@@ -55,14 +55,14 @@ public enum JSONPresenter {
             if let text = Presenter.human(loggedOut: reason).first { o["message"] = .string(text) }
         case .privateRequest(let from):
             o = ["event": .string("privaterequest"), "from": .string(from)]
-        case .privateAccepted(let user, let host, let port, let fingerprint, let session):
+        case .privateAccepted(let user, let host, let port, let fingerprint, let linkID):
             o = ["event": .string("privateaccepted"), "user": .string(user), "host": .string(host),
-                 "port": .integer(Int64(port)), "fingerprint": .string(fingerprint), "session": .string(session)]
+                 "port": .integer(Int64(port)), "fingerprint": .string(fingerprint), "session": .string(linkID)]
         case .privateDeclined(let user):
             o = ["event": .string("privatedeclined"), "user": .string(user)]
-        case .privateStarted(let user, let fingerprint, let session):
+        case .privateStarted(let user, let fingerprint, let linkID):
             o = ["event": .string("privatestarted"), "user": .string(user), "fingerprint": .string(fingerprint),
-                 "session": .string(session)]
+                 "session": .string(linkID)]
         case .privateStopped(let user, let reason):
             o = ["event": .string("privatestopped"), "user": .string(user), "reason": .string(reason)]
         case .error(let code, let message):
@@ -112,7 +112,6 @@ public enum JSONPresenter {
                      "text": .string(UserCommand.helpText)])
         case .usage(let usage): .object(["event": .string("error"), "code": .string("usage"), "message": .string(usage)])
         case .invalidCommand(let message): .object(["event": .string("error"), "code": .string("invalid_command"), "message": .string(message)])
-        case .unsupported(let message): .object(["event": .string("error"), "code": .string("unsupported"), "message": .string(message)])
         case .clientError(let code, let message): .object(["event": .string("error"), "code": .string(code), "message": .string(message)])
         case .privateChat(let notice): notice.json
         }

@@ -64,7 +64,6 @@ public enum Presenter {
         case .timeout: [inactivity]
         case .logout: []
         case .serverShutdown: ["The server is shutting down. You have been logged out."]
-        case .duplicate: ["You have been logged out because this account logged in elsewhere."]
         case .slowConsumer: ["You have been logged out because messages could not be delivered to you fast enough."]
         }
     }
@@ -96,7 +95,7 @@ public enum Presenter {
     static func human(local: LocalOutput) -> [String] {
         switch local {
         case .help: UserCommand.helpText.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        case .usage(let text), .invalidCommand(let text), .unsupported(let text): [text]
+        case .usage(let text), .invalidCommand(let text): [text]
         case .clientError(_, let message): [message]
         case .privateChat(let notice): notice.human
         }

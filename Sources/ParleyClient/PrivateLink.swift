@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 
 /// Why a direct private connection could not be opened, or ended.
@@ -74,12 +75,13 @@ public enum PrivateLinkEvent: Sendable, Equatable {
 public struct PrivatePeerExpectation: Sendable, Hashable {
     /// SHA-256 of the peer's SubjectPublicKeyInfo: the only key accepted.
     public var fingerprint: [UInt8]
-    /// The session id the connecting side must present first (accepted once).
-    public var session: String
+    /// The private-link id (the wire's `session` field) the connecting side must present first
+    /// (accepted once).
+    public var linkID: String
 
-    public init(fingerprint: [UInt8], session: String) {
+    public init(fingerprint: [UInt8], linkID: String) {
         self.fingerprint = fingerprint
-        self.session = session
+        self.linkID = linkID
     }
 }
 
@@ -153,7 +155,7 @@ public final class PrivateLink: Sendable {
                             TLSHandler(context: context, pinnedFingerprint: expecting.fingerprint, handshakeTimeout: timeout))
                         try sync.addHandler(ByteToMessageHandler(FrameDecoder()))
                         try sync.addHandler(
-                            PrivateLinkHandler(role: .connecting(session: expecting.session, opened: opened), openTimeout: timeout))
+                            PrivateLinkHandler(role: .connecting(linkID: expecting.linkID, opened: opened), openTimeout: timeout))
                     }
                 }
                 .connect(host: host, port: port).get()

@@ -2,14 +2,15 @@ import NIOConcurrencyHelpers
 import NIOCore
 import ParleyCrypto
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 
-/// The accepting side's "use once" rule: the first correct session id wins, every later
+/// The accepting side's "use once" rule: the first correct link id wins, every later
 /// attempt (a replay, a second connection) is refused. Compared in constant time.
-final class SessionGate: Sendable {
+final class LinkIDGate: Sendable {
     private let state = NIOLockedValueBox<(expected: String?, spent: Bool)>((nil, false))
 
-    func expect(_ session: String) { state.withLockedValue { $0.expected = session } }
+    func expect(_ linkID: String) { state.withLockedValue { $0.expected = linkID } }
 
     func redeem(_ presented: String) -> Bool {
         state.withLockedValue { s in
@@ -21,7 +22,7 @@ final class SessionGate: Sendable {
     }
 }
 
-/// The pipeline end of a private connection: the session id, the safety-code exchange
+/// The pipeline end of a private connection: the link id, the safety-code exchange
 /// (commit, nonce, reveal; see `SafetyCode`), then chat frames. Nothing reaches the user, no text
 /// and no code, before the exchange has completed. Touched only on its channel's event loop.
 final class PrivateLinkHandler: ChannelInboundHandler, @unchecked Sendable {
@@ -29,9 +30,9 @@ final class PrivateLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias OutboundOut = ByteBuffer
 
     enum Role {
-        case connecting(session: String, opened: EventLoopPromise<PrivateLink>)
+        case connecting(linkID: String, opened: EventLoopPromise<PrivateLink>)
         /// `onAbort` hears of failures after the session id was redeemed (earlier ones stay silent).
-        case accepting(gate: SessionGate, onOpen: @Sendable (PrivateLink) -> Void, onAbort: @Sendable (PrivateLinkError) -> Void)
+        case accepting(gate: LinkIDGate, onOpen: @Sendable (PrivateLink) -> Void, onAbort: @Sendable (PrivateLinkError) -> Void)
     }
 
     /// Where the opening stands; each frame is accepted only in its own stage.
@@ -92,10 +93,10 @@ final class PrivateLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         exporter = secret
         peerFingerprint = info.peerFingerprint ?? []
         switch role {
-        case .connecting(let session, _):
+        case .connecting(let linkID, _):
             let mine = SafetyCode.freshNonce()
             stage = .awaitingNonce(mine: mine)
-            send(context, .open(session: session), .commit(SafetyCode.commitment(to: mine, exporter: exporter)))
+            send(context, .open(linkID: linkID), .commit(SafetyCode.commitment(to: mine, exporter: exporter)))
         case .accepting:
             stage = .awaitingOpen
         }
@@ -133,8 +134,8 @@ final class PrivateLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             return
         case (.handshaking, _):
             fail(context: context, .protocolViolation("a frame before the TLS handshake finished"), tellPeer: false)
-        case (.awaitingOpen, .open(let session)):
-            guard case .accepting(let gate, _, _) = role, gate.redeem(session) else {
+        case (.awaitingOpen, .open(let linkID)):
+            guard case .accepting(let gate, _, _) = role, gate.redeem(linkID) else {
                 return fail(context: context, .refused, tellPeer: false)  // wrong or spent: silently
             }
             stage = .awaitingCommit
@@ -182,7 +183,7 @@ final class PrivateLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Ends an opening attempt once: reports `error` to our side and, if asked, tells the peer
     /// why in a `bye` before closing.
     private func fail(context: ChannelHandlerContext, _ error: PrivateLinkError, tellPeer: Bool) {
-        let redeemed = isPastSessionID
+        let redeemed = isPastLinkID
         switch stage {
         case .open, .finished: return
         default: stage = .finished
@@ -201,7 +202,7 @@ final class PrivateLinkHandler: ChannelInboundHandler, @unchecked Sendable {
 
     /// Whether the accepting side has spent its session id on this connection (or the connecting
     /// side has heard back), so a failure from here on is worth telling the user about.
-    private var isPastSessionID: Bool {
+    private var isPastLinkID: Bool {
         switch stage {
         case .awaitingCommit, .awaitingReveal, .awaitingWelcome: true
         case .handshaking, .awaitingOpen, .awaitingNonce, .open, .finished: false
@@ -230,8 +231,8 @@ final class PrivateLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         default:
             // Closed by the peer (or the network) mid-opening. The connecting side cannot tell a
             // refused session id from a vanished peer until it has seen `nonce`.
-            let error = failure ?? (isPastSessionID ? .closedDuringExchange : .refused)
-            let redeemed = isPastSessionID
+            let error = failure ?? (isPastLinkID ? .closedDuringExchange : .refused)
+            let redeemed = isPastLinkID
             stage = .finished
             report(error, redeemed: redeemed)
         }

@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 
 /// The accepting side of a private session: a TLS 1.3 listener on an ephemeral port that
@@ -13,10 +14,10 @@ public final class PrivateListener: Sendable {
     public let port: Int
     private let channel: Channel
     private let expectation: EventLoopPromise<PrivatePeerExpectation>
-    private let gate: SessionGate
+    private let gate: LinkIDGate
     private let settled = NIOLockedValueBox(false)
 
-    private init(port: Int, channel: Channel, expectation: EventLoopPromise<PrivatePeerExpectation>, gate: SessionGate) {
+    private init(port: Int, channel: Channel, expectation: EventLoopPromise<PrivatePeerExpectation>, gate: LinkIDGate) {
         self.port = port
         self.channel = channel
         self.expectation = expectation
@@ -35,7 +36,7 @@ public final class PrivateListener: Sendable {
         let context = try TLSContext(role: .peer(identity: identity, accepting: true))
         let loop = group.next()
         let expectation = loop.makePromise(of: PrivatePeerExpectation.self)
-        let gate = SessionGate()
+        let gate = LinkIDGate()
         let accepted = expectation.futureResult
         let channel: Channel
         do {
@@ -63,7 +64,7 @@ public final class PrivateListener: Sendable {
     /// What the server relayed: the pin and the session id. Later calls are ignored.
     public func expect(_ expected: PrivatePeerExpectation) {
         guard settle() else { return }
-        gate.expect(expected.session)
+        gate.expect(expected.linkID)
         expectation.succeed(expected)
     }
 

@@ -1,11 +1,12 @@
 import NIOCore
 import NIOPosix
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 
 /// The interactive client's TLS connection to the server, after `hello`: every frame in wire
 /// order on one inbound stream (replies and events alike), requests written on one outbound
-/// writer. `ClientSession` matches replies to requests itself, so requests can be in flight together.
+/// writer. `ChatClient` matches replies to requests itself, so requests can be in flight together.
 public final class ServerConnection: Sendable {
     /// Protocol version announced by the server in `hello`.
     public let serverVersion: Int64
@@ -86,19 +87,27 @@ final class ServerFrameDecoder: ChannelInboundHandler {
     typealias InboundOut = ServerMessage
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let message: ServerMessage
-        switch unwrapInboundIn(data) {
+        guard let message = ServerMessage.fromServer(unwrapInboundIn(data)) else { return }
+        context.fireChannelRead(wrapInboundOut(message))
+    }
+}
+
+extension ServerMessage {
+    /// A frame from the server as every client reads it: nil for an event type this client does
+    /// not know (newer servers may send some; the protocol says skip them), and an `error` message
+    /// for an unreadable or oversized frame, so the person sees what went wrong.
+    static func fromServer(_ frame: Frame) -> ServerMessage? {
+        switch frame {
         case .tooLarge:
-            message = .error(code: .frameTooLarge, message: "the server sent a frame larger than the limit")
+            return .error(code: .frameTooLarge, message: "the server sent a frame larger than the limit")
         case .line(let line):
             do {
-                message = try ServerMessage.decode(from: line)
+                return try ServerMessage.decode(from: line)
             } catch {
-                if error.code == .unknownType { return }
-                message = .error(code: .badFrame, message: "unreadable frame from the server: \(error.message)")
+                if error.code == .unknownType { return nil }
+                return .error(code: .badFrame, message: "unreadable frame from the server: \(error.message)")
             }
         }
-        context.fireChannelRead(wrapInboundOut(message))
     }
 }
 

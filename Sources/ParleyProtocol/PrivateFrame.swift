@@ -2,7 +2,7 @@
 /// Same framing as the server protocol: one JSON object per line. See docs/PROTOCOL.md.
 public enum PrivateFrame: Sendable, Hashable {
     /// The connecting side's first frame: the session id the server handed out for this pair.
-    case open(session: String)
+    case open(linkID: String)
     /// The connecting side's second frame: SHA-256 commitment to its random value (bound to the TLS exporter).
     case commit(SafetyValue)
     /// The accepting side's answer to `commit`: its own random value.
@@ -32,9 +32,9 @@ public enum PrivateFrame: Sendable, Hashable {
     /// Appends this frame, newline included.
     public func encode<Out: JSONOutput>(to out: inout Out) {
         switch self {
-        case .open(let session):
+        case .open(let linkID):
             out.beginObject(type: "open")
-            out.field("session", session)
+            out.field("session", linkID)
         case .commit(let commitment):
             out.beginObject(type: "commit")
             out.field("commitment", commitment.hex)
@@ -60,7 +60,7 @@ public enum PrivateFrame: Sendable, Hashable {
     public static func decode(bytes: UnsafeRawBufferPointer) throws(ProtocolError) -> PrivateFrame {
         let (f, type) = try parseFrameObject(bytes)
         switch type {
-        case "open": return .open(session: try f.string("session"))
+        case "open": return .open(linkID: try f.string("session"))
         case "commit": return .commit(try f.safetyValue("commitment"))
         case "nonce": return .nonce(try f.safetyValue("nonce"))
         case "reveal": return .reveal(try f.safetyValue("nonce"))

@@ -2,8 +2,6 @@
 public enum LogoutReason: String, Sendable, Hashable, CaseIterable {
     case timeout, logout
     case serverShutdown = "server_shutdown"
-    /// The same account logged in elsewhere.
-    case duplicate
     /// The client did not read fast enough and its outbound queue overflowed.
     case slowConsumer = "slow_consumer"
 }
@@ -25,11 +23,11 @@ public enum ServerMessage: Sendable, Hashable {
     /// `from` asks for a private session.
     case privateRequest(from: String)
     /// `user` accepted: connect to `host:port` and expect the key with this fingerprint.
-    case privateAccepted(user: String, host: String, port: UInt16, fingerprint: String, session: String)
+    case privateAccepted(user: String, host: String, port: UInt16, fingerprint: String, linkID: String)
     /// `user` declined the private request.
     case privateDeclined(user: String)
     /// A private session with `user` was set up; expect their key with this fingerprint.
-    case privateStarted(user: String, fingerprint: String, session: String)
+    case privateStarted(user: String, fingerprint: String, linkID: String)
     /// The private session with `user` ended.
     case privateStopped(user: String, reason: String)
     /// An unsolicited error, e.g. after a frame too large to find its id.
@@ -65,21 +63,21 @@ public enum ServerMessage: Sendable, Hashable {
         case .privateRequest(let from):
             out.beginObject(type: "privaterequest")
             out.field("from", from)
-        case .privateAccepted(let user, let host, let port, let fingerprint, let session):
+        case .privateAccepted(let user, let host, let port, let fingerprint, let linkID):
             out.beginObject(type: "privateaccepted")
             out.field("user", user)
             out.field("host", host)
             out.field("port", Int64(port))
             out.field("fingerprint", fingerprint)
-            out.field("session", session)
+            out.field("session", linkID)
         case .privateDeclined(let user):
             out.beginObject(type: "privatedeclined")
             out.field("user", user)
-        case .privateStarted(let user, let fingerprint, let session):
+        case .privateStarted(let user, let fingerprint, let linkID):
             out.beginObject(type: "privatestarted")
             out.field("user", user)
             out.field("fingerprint", fingerprint)
-            out.field("session", session)
+            out.field("session", linkID)
         case .privateStopped(let user, let reason):
             out.beginObject(type: "privatestopped")
             out.field("user", user)
@@ -114,12 +112,12 @@ public enum ServerMessage: Sendable, Hashable {
             guard let port = try f.port("port") else { throw ProtocolError(.badFrame, "missing field 'port'") }
             return .privateAccepted(
                 user: try f.string("user"), host: try f.string("host"), port: port,
-                fingerprint: try f.fingerprint("fingerprint"), session: try f.string("session"))
+                fingerprint: try f.fingerprint("fingerprint"), linkID: try f.string("session"))
         case "privatedeclined": return .privateDeclined(user: try f.string("user"))
         case "privatestarted":
             return .privateStarted(
                 user: try f.string("user"), fingerprint: try f.fingerprint("fingerprint"),
-                session: try f.string("session"))
+                linkID: try f.string("session"))
         case "privatestopped": return .privateStopped(user: try f.string("user"), reason: try f.string("reason"))
         case "error":
             let code = ErrorCode(rawValue: try f.string("code")) ?? .internal

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import ParleyCrypto
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyStore
 import ParleyTLS
 
@@ -50,7 +51,7 @@ public final class ChatServer: Sendable {
                 chatStore = try await SQLiteStore.open(
                     path: configuration.databasePath, eventLoopGroup: group, logger: logger)
             }
-            let closed = try await chatStore.closeOpenSessions(at: Date())
+            let closed = try await chatStore.closeOpenLogins(at: Date())
             if closed > 0 { logger.info("closed \(closed) sessions left open by an earlier stop") }
         } catch {
             try? await group.shutdownGracefully()
@@ -87,7 +88,7 @@ public final class ChatServer: Sendable {
                         let sync = child.pipeline.syncOperations
                         try sync.addHandler(
                             TLSHandler(settings: tlsSettings))
-                        try sync.addHandler(SessionHandler(service: service))
+                        try sync.addHandler(ClientHandler(service: service))
                     }
                 }
                 .bind(host: configuration.host, port: configuration.port).get()

@@ -1,5 +1,6 @@
 import NIOCore
 import ParleyProtocol
+import ParleyProtocolNIO
 
 /// Where a connection reads the time; injected so the timing rules are tested without sleeping.
 protocol ConnectionClock {
@@ -89,7 +90,7 @@ struct ConnectionStateMachine<Clock: ConnectionClock> {
         /// `user` is whose stored message it is (still known after a logout).
         case acknowledge(delivery: Int64, user: String)
         /// `startprivate`, `privateanswer` or `stopprivate`, checked by the private-session code.
-        case privateSession(Request)
+        case privateLink(Request)
     }
 
     /// What the handler must do next.
@@ -355,7 +356,7 @@ struct ConnectionStateMachine<Clock: ConnectionClock> {
         case .active:
             return id == nil ? .none : .reply(.ok(id: id))
         case .startPrivate, .privateAnswer, .stopPrivate:
-            return .run(.privateSession(request), id: id)
+            return .run(.privateLink(request), id: id)
         }
     }
 

@@ -8,7 +8,7 @@ import NIOCore
 final class Hub: Sendable {
     /// One logged-in user as the rest of the server sees them.
     struct Entry: Sendable {
-        let session: Session
+        let onlineUser: OnlineUser
         let displayName: String
         /// Users this user blocks.
         var blocks: Set<String>
@@ -44,27 +44,27 @@ final class Hub: Sendable {
     // MARK: presence
 
     /// Marks a user online; false when the name is online already (second login refused).
-    func register(_ session: Session, blocks: Set<String>, blockedBy: Set<String>) -> Bool {
+    func register(_ onlineUser: OnlineUser, blocks: Set<String>, blockedBy: Set<String>) -> Bool {
         let added = state.withLockedValue { s -> Bool in
-            guard s.online[session.name] == nil else { return false }
-            s.online[session.name] = Entry(
-                session: session, displayName: session.displayName, blocks: blocks, blockedBy: blockedBy)
+            guard s.online[onlineUser.name] == nil else { return false }
+            s.online[onlineUser.name] = Entry(
+                onlineUser: onlineUser, displayName: onlineUser.displayName, blocks: blocks, blockedBy: blockedBy)
             return true
         }
-        if added { shard(for: session.eventLoop).add(session) }
+        if added { shard(for: onlineUser.eventLoop).add(onlineUser) }
         return added
     }
 
     /// Marks a user offline and ends their private requests and pairs on the other side too, in
     /// one step; returns the entry it had (its `privateLinks` name the peers to tell).
     @discardableResult
-    func unregister(_ session: Session) -> Entry? {
-        shard(for: session.eventLoop).remove(session)
+    func unregister(_ onlineUser: OnlineUser) -> Entry? {
+        shard(for: onlineUser.eventLoop).remove(onlineUser)
         return state.withLockedValue { s -> Entry? in
-            guard s.online[session.name]?.session === session,
-                let entry = s.online.removeValue(forKey: session.name)
+            guard s.online[onlineUser.name]?.onlineUser === onlineUser,
+                let entry = s.online.removeValue(forKey: onlineUser.name)
             else { return nil }
-            for peer in entry.privateLinks.keys { s.online[peer]?.privateLinks[session.name] = nil }
+            for peer in entry.privateLinks.keys { s.online[peer]?.privateLinks[onlineUser.name] = nil }
             return entry
         }
     }
@@ -131,11 +131,11 @@ final class Hub: Sendable {
     /// Delivers to one online user; `onMiss` runs (on the recipient's loop) if they left meanwhile.
     /// Returns false when the user is not online at all.
     func deliver(_ frame: ByteBuffer, to name: String, onMiss: @escaping @Sendable () -> Void) -> Bool {
-        guard let session = state.withLockedValue({ $0.online[name]?.session }) else { return false }
-        if session.eventLoop.inEventLoop {
-            if !session.send(frame) { onMiss() }
+        guard let onlineUser = state.withLockedValue({ $0.online[name]?.onlineUser }) else { return false }
+        if onlineUser.eventLoop.inEventLoop {
+            if !onlineUser.send(frame) { onMiss() }
         } else {
-            session.eventLoop.execute { if !session.send(frame) { onMiss() } }
+            onlineUser.eventLoop.execute { if !onlineUser.send(frame) { onMiss() } }
         }
         return true
     }

@@ -9,13 +9,13 @@ import Glibc
 final class LoopShard: @unchecked Sendable {
     // @unchecked: all state is confined to `eventLoop` (asserted in every entry point).
     let eventLoop: EventLoop
-    private var sessions: [String: Session] = [:]
+    private var onlineUsers: [String: OnlineUser] = [:]
     /// The same sessions as an array: fan-out iterates this (cheaper than a dictionary walk).
-    private var members: [Session] = []
-    private var dirty: [Session] = []
+    private var members: [OnlineUser] = []
+    private var dirty: [OnlineUser] = []
     /// The batch of the pass under way; emptied when it ends, its capacity kept (no array
     /// allocation per pass).
-    private var flushing: [Session] = []
+    private var flushing: [OnlineUser] = []
     /// How many of `flushing` the current pass has flushed.
     private var flushedInPass = 0
     private var flushScheduled = false
@@ -34,29 +34,29 @@ final class LoopShard: @unchecked Sendable {
         self.minFlushInterval = minFlushInterval
     }
 
-    func add(_ session: Session) {
+    func add(_ onlineUser: OnlineUser) {
         eventLoop.preconditionInEventLoop()
-        if let old = sessions.updateValue(session, forKey: session.name) {
+        if let old = onlineUsers.updateValue(onlineUser, forKey: onlineUser.name) {
             members.removeAll { $0 === old }
         }
-        members.append(session)
+        members.append(onlineUser)
     }
 
-    func remove(_ session: Session) {
+    func remove(_ onlineUser: OnlineUser) {
         eventLoop.preconditionInEventLoop()
-        if sessions[session.name] === session {
-            sessions[session.name] = nil
-            if let index = members.firstIndex(where: { $0 === session }) { members.swapAt(index, members.count - 1); members.removeLast() }
+        if onlineUsers[onlineUser.name] === onlineUser {
+            onlineUsers[onlineUser.name] = nil
+            if let index = members.firstIndex(where: { $0 === onlineUser }) { members.swapAt(index, members.count - 1); members.removeLast() }
         }
     }
 
     /// Sends `frame` to every local session and closes them; completes when all are closed.
     func disconnectAll(sending frame: ByteBuffer) -> EventLoopFuture<Void> {
         eventLoop.preconditionInEventLoop()
-        let closes = members.map { session in
-            session.send(frame)
-            session.flushIfDirty()
-            return session.disconnect()
+        let closes = members.map { onlineUser in
+            onlineUser.send(frame)
+            onlineUser.flushIfDirty()
+            return onlineUser.disconnect()
         }
         return EventLoopFuture.andAllComplete(closes, on: eventLoop)
     }
@@ -64,17 +64,17 @@ final class LoopShard: @unchecked Sendable {
     /// Writes one already-encoded frame to every local session except `sender` and `skip`.
     func fanOut(_ frame: ByteBuffer, except sender: String, skipping skip: Set<String>) {
         eventLoop.preconditionInEventLoop()
-        let except = sessions[sender]
+        let except = onlineUsers[sender]
         if skip.isEmpty {
-            for session in members where session !== except { session.send(frame) }
+            for onlineUser in members where onlineUser !== except { onlineUser.send(frame) }
         } else {
-            for session in members where session !== except && !skip.contains(session.name) { session.send(frame) }
+            for onlineUser in members where onlineUser !== except && !skip.contains(onlineUser.name) { onlineUser.send(frame) }
         }
     }
 
     /// One flush per dirty session per loop pass: many queued frames leave as few TLS records.
-    func markDirty(_ session: Session) {
-        dirty.append(session)
+    func markDirty(_ onlineUser: OnlineUser) {
+        dirty.append(onlineUser)
         guard !flushScheduled else { return }
         flushScheduled = true
         let earliest = lastFlush + minFlushInterval

@@ -85,7 +85,7 @@ public protocol ChatStore: Sendable {
     /// Closes every session still open (left by a crash); call once at server start, before
     /// accepting connections. Returns how many were closed.
     @discardableResult
-    func closeOpenSessions(at time: Date) async throws -> Int
+    func closeOpenLogins(at time: Date) async throws -> Int
 
     // MARK: Lifecycle
 

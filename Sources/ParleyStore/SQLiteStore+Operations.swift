@@ -235,7 +235,7 @@ extension SQLiteStore {
     }
 
     @discardableResult
-    public func closeOpenSessions(at time: Date) async throws -> Int {
+    public func closeOpenLogins(at time: Date) async throws -> Int {
         try await query("UPDATE sessions SET logout_at = ? WHERE logout_at IS NULL RETURNING id",
                         [.int64(time.unixMilliseconds)]).count
     }

@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 
 /// A minimal protocol client for server tests: raw requests in, decoded server messages out.

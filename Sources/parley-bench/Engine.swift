@@ -7,6 +7,7 @@ import Histogram
 import NIOCore
 import NIOPosix
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 
 final class Engine: @unchecked Sendable {

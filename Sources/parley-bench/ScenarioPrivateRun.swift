@@ -9,6 +9,7 @@ import NIOCore
 import ParleyClient
 import ParleyCrypto
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 
 /// One `parley-bench private` run (a task; the main thread waits for it).
@@ -84,17 +85,17 @@ struct PrivateBench: @unchecked Sendable {
             return fail("privateanswer refused or unanswered")
         }
         guard let (_, started) = await mailB.take(timeout: 10, { if case .privateStarted = $0 { true } else { false } }),
-            case .privateStarted(_, let fpA, let sessionB) = started, let pinA = Hex.decode(fpA)
+            case .privateStarted(_, let fpA, let linkIDForB) = started, let pinA = Hex.decode(fpA)
         else { return fail("\(nameB) got no privatestarted") }
-        listener.expect(PrivatePeerExpectation(fingerprint: pinA, session: sessionB))
+        listener.expect(PrivatePeerExpectation(fingerprint: pinA, linkID: linkIDForB))
         guard let (tAccepted, acc) = await mailA.take(timeout: 10, { if case .privateAccepted = $0 { true } else { false } }),
-            case .privateAccepted(_, let host, let port, let fpB, let session) = acc, let pinB = Hex.decode(fpB)
+            case .privateAccepted(_, let host, let port, let fpB, let linkID) = acc, let pinB = Hex.decode(fpB)
         else { return fail("\(nameA) got no privateaccepted") }
         let tConnect = nowNs()
         let linkA: PrivateLink
         do {
             linkA = try await PrivateLink.connect(
-                host: host, port: Int(port), identity: idA, expecting: PrivatePeerExpectation(fingerprint: pinB, session: session),
+                host: host, port: Int(port), identity: idA, expecting: PrivatePeerExpectation(fingerprint: pinB, linkID: linkID),
                 group: run.engine.group)
         } catch {
             return fail("direct link \(host):\(port): \(error)")
@@ -106,7 +107,7 @@ struct PrivateBench: @unchecked Sendable {
             if linkB == nil { try? await Task.sleep(nanoseconds: 1_000_000) }
         }
         guard let linkB else { return fail("the accepting side never opened the link") }
-        listener.close()  // one session per id, as the client does
+        listener.close()  // one link per id, as the client does
         let s1 = run.server()
         let pinsOK = linkA.peerFingerprint == idB.fingerprint && linkB.peerFingerprint == idA.fingerprint
         let codesMatch = linkA.safetyCode == linkB.safetyCode && linkA.safetyCode != "------"

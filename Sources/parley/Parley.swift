@@ -104,12 +104,12 @@ struct Parley: AsyncParsableCommand {
             connection = try await ServerConnection.connect(
                 host: host, port: effectivePort, tlsContext: context, serverHostname: serverName ?? host)
         } catch {
-            let status = ClientSession.exitStatus(for: error)
+            let status = ChatClient.exitStatus(for: error)
             let code = status == .certificateFailed ? "certificate_verification_failed" : "connection_failed"
             report(code, "Error. \(error.description)")
             return status
         }
-        let session = ClientSession(
+        let session = ChatClient(
             connection: connection, input: input, output: output, format: format, username: username,
             onlineUsersChanged: { users in editor?.setUsers(users) })
         return await session.run()

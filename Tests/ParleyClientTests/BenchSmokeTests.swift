@@ -9,33 +9,17 @@ struct BenchRun {
     var output: String
     var report: [String: Any]
 
-    static var binary: URL {
-        // Next to the test bundle, like `parley` (see ParleyRun.binary).
-        let products = Bundle.main.bundleURL.deletingLastPathComponent()
-        let direct = products.appendingPathComponent("parley-bench")
-        if FileManager.default.fileExists(atPath: direct.path) { return direct }
-        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("parley-bench")
-    }
+    static var binary: URL { ServerProcess.productURL("parley-bench") }
 
     static func run(_ server: TestServer, _ scenario: String, _ arguments: [String], timeout: Double = 30) async throws -> BenchRun {
-        let process = Process()
-        process.executableURL = binary
         // No --server-pid: the server is this test process.
-        process.arguments = [scenario, "--port", String(server.port), "--ca", server.certs.caPath, "--json", "--settle", "0.2"] + arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
-        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let run = try await BinaryRun.run(
+            binary, [scenario, "--port", String(server.port), "--ca", server.certs.caPath, "--json", "--settle", "0.2"] + arguments,
+            stdin: nil, separateStderr: true, timeout: timeout)
+        let text = run.output, errText = run.errors
         let line = text.split(separator: "\n").last.map(String.init) ?? ""
         let report = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] ?? [:]
-        return BenchRun(status: process.terminationStatus, output: text + errText, report: report)
+        return BenchRun(status: run.status, output: text + errText, report: report)
     }
 
     func int(_ path: String...) -> Int? {

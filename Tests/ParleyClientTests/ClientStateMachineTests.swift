@@ -1,5 +1,6 @@
 import ParleyClient
 import ParleyProtocol
+import ParleyProtocolNIO
 import Testing
 
 /// Drives a machine and keeps what it asked for, so tests read like a transcript.
@@ -157,7 +158,7 @@ struct ClientStateMachineTests {
         #expect(start.contains(.sendStartPrivate(user: "bob", attempt: PrivateAttempt(1), id: 2)))
         d.feed(.frame(.reply(.ok(id: 2))))
         let fingerprint = String(repeating: "ab", count: 32)
-        let accepted = d.feed(.frame(.privateAccepted(user: "bob", host: "127.0.0.1", port: 4000, fingerprint: fingerprint, session: "s1")))
+        let accepted = d.feed(.frame(.privateAccepted(user: "bob", host: "127.0.0.1", port: 4000, fingerprint: fingerprint, linkID: "s1")))
         guard case .connect(let attempt, "127.0.0.1", 4000, _)? = accepted.first else {
             Issue.record("accepting connects: \(accepted)")
             return d

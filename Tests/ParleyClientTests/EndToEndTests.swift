@@ -17,25 +17,10 @@ struct ParleyRun {
     static func run(
         _ server: TestServer, _ input: [String], arguments: [String] = [], holdOpen: Bool = false, timeout: Double = 20
     ) async throws -> ParleyRun {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = ["--port", String(server.port), "--ca", server.certs.caPath] + arguments
-        let stdin = Pipe(), stdout = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stdout
-        try process.run()
-        let text = input.map { $0 + "\n" }.joined()
-        try stdin.fileHandleForWriting.write(contentsOf: Data(text.utf8))
-        if !holdOpen { try stdin.fileHandleForWriting.close() }
-        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
-        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        if holdOpen { try? stdin.fileHandleForWriting.close() }
-        let data = stdout.fileHandleForReading.readDataToEndOfFile()
-        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
-        return ParleyRun(status: process.terminationStatus, lines: lines)
+        let run = try await BinaryRun.run(
+            binary, ["--port", String(server.port), "--ca", server.certs.caPath] + arguments,
+            stdin: input.map { $0 + "\n" }.joined(), holdStdinOpen: holdOpen, timeout: timeout)
+        return ParleyRun(status: run.status, lines: run.output.split(separator: "\n").map(String.init))
     }
 }
 

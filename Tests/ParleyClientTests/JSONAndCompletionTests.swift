@@ -80,9 +80,9 @@ struct CompletionTests {
     }
 
     @Test func exitStatusMapping() {
-        #expect(ClientSession.exitStatus(for: .tls(.certificateVerificationFailed("x"))) == .certificateFailed)
-        #expect(ClientSession.exitStatus(for: .connectionClosed) == .connectionLost)
-        #expect(ClientSession.exitStatus(for: .unsupportedVersion(server: 0)) == .otherError)
+        #expect(ChatClient.exitStatus(for: .tls(.certificateVerificationFailed("x"))) == .certificateFailed)
+        #expect(ChatClient.exitStatus(for: .connectionClosed) == .connectionLost)
+        #expect(ChatClient.exitStatus(for: .unsupportedVersion(server: 0)) == .otherError)
         #expect(ExitStatus.allCases.map(\.rawValue) == [0, 64, 65, 66, 67, 68, 69, 70, 71])
     }
 }

@@ -94,10 +94,16 @@ final class RequestLog: Sendable {
 }
 
 /// alice asks bob, bob answers y: both sessions open.
+/// Whether every one of `clients` got past login to the welcome line.
+func welcomed(_ clients: LiveParley...) async -> Bool {
+    for client in clients {
+        guard await client.waitFor(line: "Welcome to the greatest messaging application ever!") else { return false }
+    }
+    return true
+}
+
 func openPrivate(_ alice: LiveParley, _ bob: LiveParley) async -> Bool {
-    guard await bob.waitFor(line: "Welcome to the greatest messaging application ever!"),
-        await alice.waitFor(line: "Welcome to the greatest messaging application ever!")
-    else { return false }
+    guard await welcomed(bob, alice) else { return false }
     alice.type("startprivate bob")
     guard await bob.waitFor(line: "alice would like to private message, enter y or n:") else { return false }
     bob.type("y")
@@ -148,8 +154,7 @@ struct PrivateEndToEndTests {
         try await withTestServer { server in
             let alice = try LiveParley(server, "alice")
             let bob = try LiveParley(server, "bob")
-            #expect(await bob.waitFor(line: "Welcome to the greatest messaging application ever!"))
-            #expect(await alice.waitFor(line: "Welcome to the greatest messaging application ever!"))
+            #expect(await welcomed(bob, alice))
             alice.type("startprivate bob")
             #expect(await bob.waitFor(line: "alice would like to private message, enter y or n:"))
             bob.type("n")
@@ -160,8 +165,7 @@ struct PrivateEndToEndTests {
         try await withTestServer({ $0.privateAnswerTimeout = .seconds(1) }) { server in
             let alice = try LiveParley(server, "alice")
             let bob = try LiveParley(server, "bob")
-            #expect(await bob.waitFor(line: "Welcome to the greatest messaging application ever!"))
-            #expect(await alice.waitFor(line: "Welcome to the greatest messaging application ever!"))
+            #expect(await welcomed(bob, alice))
             alice.type("startprivate bob")
             #expect(await bob.find { $0 == "alice would like to private message, enter y or n:" } != nil)
             // bob says nothing: after the server's answer timeout it counts as a decline.
@@ -179,8 +183,7 @@ struct PrivateEndToEndTests {
         try await withTestServer { server in
             let alice = try LiveParley(server, "alice")
             let bob = try LiveParley(server, "bob")
-            #expect(await bob.waitFor(line: "Welcome to the greatest messaging application ever!"))
-            #expect(await alice.waitFor(line: "Welcome to the greatest messaging application ever!"))
+            #expect(await welcomed(bob, alice))
             alice.type("startprivate bob")
             #expect(await bob.waitFor(line: "alice would like to private message, enter y or n:"))
             let reminder = "Please enter y or n (private messaging with alice):"
@@ -213,7 +216,7 @@ struct PrivateEndToEndTests {
             #expect(await alice.waitFor(line: "Private messaging with bob ended: bob logged out"))
             _ = await bob.finish()
             bob = try LiveParley(server, "bob")
-            #expect(await bob.waitFor(line: "Welcome to the greatest messaging application ever!"))
+            #expect(await welcomed(bob))
             alice.type("startprivate bob")
             #expect(await bob.waitFor(line: "alice would like to private message, enter y or n:"))
             bob.type("y")
@@ -267,7 +270,7 @@ struct PrivateEndToEndTests {
         try await withTestServer { server in
             let alice = try LiveParley(server, "alice")
             let bob = try LiveParley(server, "bob", arguments: ["--json"])
-            #expect(await alice.waitFor(line: "Welcome to the greatest messaging application ever!"))
+            #expect(await welcomed(alice))
             #expect(await bob.find { $0.contains(#""command":"login""#) } != nil)
             alice.type("startprivate bob")
             #expect(await bob.waitFor(line: #"{"event":"privaterequest","from":"alice"}"#))

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import ParleyClient
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 import ParleyTestSupport
 import Testing
@@ -15,33 +16,24 @@ private final class Accepting: @unchecked Sendable {
     let listener: PrivateListener
     private let box: NIOLockedValueBox<[PrivateLink]>
 
-    init(expecting peer: TLSIdentity, session: String = "s-1234", pin: [UInt8]? = nil) async throws {
+    init(expecting peer: TLSIdentity, linkID: String = "s-1234", pin: [UInt8]? = nil) async throws {
         identity = try CertificateFactory.make(commonName: "bob", kind: .peer, notAfter: 600)
         let box = NIOLockedValueBox<[PrivateLink]>([])
         listener = try await PrivateListener.open(identity: identity, host: "127.0.0.1", handshakeTimeout: .seconds(3)) { link in
             box.withLockedValue { $0.append(link) }
         }
-        listener.expect(PrivatePeerExpectation(fingerprint: pin ?? peer.fingerprint, session: session))
+        listener.expect(PrivatePeerExpectation(fingerprint: pin ?? peer.fingerprint, linkID: linkID))
         self.box = box
     }
 
     var links: [PrivateLink] { box.withLockedValue { $0 } }
 
-    func connect(_ identity: TLSIdentity, session: String = "s-1234", pin: [UInt8]? = nil) async throws(PrivateLinkError) -> PrivateLink {
+    func connect(_ identity: TLSIdentity, linkID: String = "s-1234", pin: [UInt8]? = nil) async throws(PrivateLinkError) -> PrivateLink {
         try await PrivateLink.connect(
             host: "127.0.0.1", port: listener.port, identity: identity,
-            expecting: PrivatePeerExpectation(fingerprint: pin ?? self.identity.fingerprint, session: session),
+            expecting: PrivatePeerExpectation(fingerprint: pin ?? self.identity.fingerprint, linkID: linkID),
             timeout: .seconds(3))
     }
-}
-
-private func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
 }
 
 /// Reads raw bytes from a plain TCP or non-pinned TLS connection, to see whether it was closed.
@@ -100,7 +92,7 @@ struct PrivateLinkTests {
     @Test func aWrongSessionIdIsRefused() async throws {
         let alice = try CertificateFactory.make(commonName: "alice", kind: .peer, notAfter: 600)
         let bob = try await Accepting(expecting: alice)
-        await #expect(throws: PrivateLinkError.refused) { try await bob.connect(alice, session: "s-9999") }
+        await #expect(throws: PrivateLinkError.refused) { try await bob.connect(alice, linkID: "s-9999") }
         #expect(bob.links.isEmpty)
         bob.listener.close()
     }
@@ -170,7 +162,7 @@ struct PrivateLinkTests {
     }
 
     @Test func privateFramesRoundTrip() throws {
-        for frame in [PrivateFrame.open(session: "abc"), .welcome, .text("hi\nthere"), .bye(reason: "x")] {
+        for frame in [PrivateFrame.open(linkID: "abc"), .welcome, .text("hi\nthere"), .bye(reason: "x")] {
             #expect(try PrivateFrame.decode(from: ByteBuffer(bytes: frame.buffer().readableBytesView.dropLast())) == frame)
         }
     }

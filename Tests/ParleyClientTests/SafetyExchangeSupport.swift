@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import ParleyClient
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 
 /// One end of a private connection that speaks real, pinned TLS 1.3 but sends whatever frames its
@@ -102,14 +103,14 @@ final class ListeningPeer: Sendable {
     let listener: PrivateListener
     private let box: NIOLockedValueBox<(links: [PrivateLink], aborts: [PrivateLinkError])>
 
-    init(name: String, expecting pin: [UInt8], session: String = "s-1", timeout: TimeAmount = .seconds(3)) async throws {
+    init(name: String, expecting pin: [UInt8], linkID: String = "s-1", timeout: TimeAmount = .seconds(3)) async throws {
         identity = try CertificateFactory.make(commonName: name, kind: .peer, notAfter: 600)
         let box = NIOLockedValueBox<(links: [PrivateLink], aborts: [PrivateLinkError])>(([], []))
         listener = try await PrivateListener.open(
             identity: identity, host: "127.0.0.1", handshakeTimeout: timeout,
             onOpen: { link in box.withLockedValue { $0.links.append(link) } },
             onAbort: { error in box.withLockedValue { $0.aborts.append(error) } })
-        listener.expect(PrivatePeerExpectation(fingerprint: pin, session: session))
+        listener.expect(PrivatePeerExpectation(fingerprint: pin, linkID: linkID))
         self.box = box
     }
 

@@ -1,6 +1,7 @@
 import NIOCore
 import ParleyClient
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 import Testing
 
@@ -46,7 +47,7 @@ struct SafetyExchangeTests {
         let committed = SafetyCode.freshNonce()
         liar.script = { step, exporter in
             switch step {
-            case .handshake: [.open(session: "s-1"), .commit(SafetyCode.commitment(to: committed, exporter: exporter))]
+            case .handshake: [.open(linkID: "s-1"), .commit(SafetyCode.commitment(to: committed, exporter: exporter))]
             case .frame(.nonce): [.reveal(SafetyCode.freshNonce())]
             case .frame: []
             }
@@ -89,7 +90,7 @@ struct SafetyExchangeTests {
         do {
             _ = try await PrivateLink.connect(
                 host: "127.0.0.1", port: server.localAddress!.port!, identity: alice,
-                expecting: PrivatePeerExpectation(fingerprint: mallory.fingerprint, session: "s-1"), timeout: .seconds(3))
+                expecting: PrivatePeerExpectation(fingerprint: mallory.fingerprint, linkID: "s-1"), timeout: .seconds(3))
             Issue.record("alice's session opened through the relay")
         } catch {
             #expect(error == .abortedByPeer(reason: mismatch))
@@ -110,12 +111,12 @@ struct SafetyExchangeTests {
         let realBob = try await ListeningPeer(name: "bob", expecting: mallory.identity.fingerprint)
         let aliceLink = try await PrivateLink.connect(
             host: "127.0.0.1", port: mallory.port, identity: alice,
-            expecting: PrivatePeerExpectation(fingerprint: mallory.identity.fingerprint, session: "s-1"), timeout: .seconds(3))
+            expecting: PrivatePeerExpectation(fingerprint: mallory.identity.fingerprint, linkID: "s-1"), timeout: .seconds(3))
         #expect(await waitUntil { mallory.links.count == 1 })
         let malloryFromAlice = try #require(mallory.links.first)
         let malloryToBob = try await PrivateLink.connect(
             host: "127.0.0.1", port: realBob.port, identity: mallory.identity,
-            expecting: PrivatePeerExpectation(fingerprint: realBob.identity.fingerprint, session: "s-1"), timeout: .seconds(3))
+            expecting: PrivatePeerExpectation(fingerprint: realBob.identity.fingerprint, linkID: "s-1"), timeout: .seconds(3))
         #expect(await waitUntil { realBob.links.count == 1 })
         let bobLink = try #require(realBob.links.first)
         // The relay works: alice's text reaches bob through mallory.
@@ -141,7 +142,7 @@ struct SafetyExchangeTests {
         let staller = ScriptedPeer()
         staller.script = { step, exporter in
             guard case .handshake = step else { return [] }
-            return [.open(session: "s-1"), .commit(SafetyCode.commitment(to: SafetyCode.freshNonce(), exporter: exporter))]
+            return [.open(linkID: "s-1"), .commit(SafetyCode.commitment(to: SafetyCode.freshNonce(), exporter: exporter))]
         }
         let started = ContinuousClock.now
         _ = try await staller.connect(port: bob.port, identity: alice, pin: bob.identity.fingerprint)
@@ -175,7 +176,7 @@ struct SafetyExchangeTests {
         let eager = ScriptedPeer()
         eager.script = { step, exporter in
             guard case .handshake = step else { return [] }
-            return [.open(session: "s-1"), .commit(SafetyCode.commitment(to: SafetyCode.freshNonce(), exporter: exporter)), .text("sneaky")]
+            return [.open(linkID: "s-1"), .commit(SafetyCode.commitment(to: SafetyCode.freshNonce(), exporter: exporter)), .text("sneaky")]
         }
         _ = try await eager.connect(port: bob.port, identity: alice, pin: bob.identity.fingerprint)
         #expect(await waitUntil { !bob.aborts.isEmpty && eager.closed })
@@ -194,7 +195,7 @@ struct SafetyExchangeTests {
         do {
             _ = try await PrivateLink.connect(
                 host: "127.0.0.1", port: server.localAddress!.port!, identity: alice,
-                expecting: PrivatePeerExpectation(fingerprint: fakeBob.fingerprint, session: "s-1"), timeout: .seconds(3))
+                expecting: PrivatePeerExpectation(fingerprint: fakeBob.fingerprint, linkID: "s-1"), timeout: .seconds(3))
             Issue.record("opened without the exchange")
         } catch {
             #expect(error == .protocolViolation("unexpected 'text' frame before the safety-code exchange finished"))

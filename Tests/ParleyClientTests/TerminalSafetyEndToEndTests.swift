@@ -50,10 +50,10 @@ struct Mallory {
         let asked = try await connection.send(.startPrivate(user: receiver, fingerprint: Hex.encode(identity.fingerprint)), timeout: .seconds(10))
         #expect(asked.outcome == .ok(.none))
         #expect(await accept())
-        var accepted: (host: String, port: UInt16, fingerprint: String, session: String)?
+        var accepted: (host: String, port: UInt16, fingerprint: String, linkID: String)?
         for await event in connection.events {
-            if case .privateAccepted(_, let host, let port, let fingerprint, let session) = event {
-                accepted = (host, port, fingerprint, session)
+            if case .privateAccepted(_, let host, let port, let fingerprint, let linkID) = event {
+                accepted = (host, port, fingerprint, linkID)
                 break
             }
         }
@@ -63,7 +63,7 @@ struct Mallory {
         }
         let link = try await PrivateLink.connect(
             host: accepted.host, port: Int(accepted.port), identity: identity,
-            expecting: PrivatePeerExpectation(fingerprint: pin, session: accepted.session))
+            expecting: PrivatePeerExpectation(fingerprint: pin, linkID: accepted.linkID))
         try await link.send("[p]" + Self.payload)
         await link.close(reason: Self.byeReason)
     }

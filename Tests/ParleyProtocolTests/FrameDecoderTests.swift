@@ -2,6 +2,7 @@ import NIOCore
 import NIOEmbedded
 import Testing
 @testable import ParleyProtocol
+import ParleyProtocolNIO
 
 @Suite struct FrameDecoderTests {
     private func channel(max: Int = Limits.maxFrameBytes) throws -> EmbeddedChannel {

@@ -1,6 +1,7 @@
 import NIOCore
 import Testing
 @testable import ParleyProtocol
+import ParleyProtocolNIO
 
 private let fp = String(repeating: "ab", count: 32)
 
@@ -92,9 +93,9 @@ private let fp = String(repeating: "ab", count: 32)
         .broadcast(from: "carol", text: "hey"),
         .presence(user: "dave", online: true), .presence(user: "dave", online: false),
         .privateRequest(from: "bob"),
-        .privateAccepted(user: "bob", host: "10.0.0.2", port: 5555, fingerprint: fp, session: "s1"),
+        .privateAccepted(user: "bob", host: "10.0.0.2", port: 5555, fingerprint: fp, linkID: "s1"),
         .privateDeclined(user: "bob"),
-        .privateStarted(user: "bob", fingerprint: fp, session: "s1"),
+        .privateStarted(user: "bob", fingerprint: fp, linkID: "s1"),
         .privateStopped(user: "bob", reason: "peer closed"),
         .error(code: .frameTooLarge, message: ErrorCode.frameTooLarge.defaultMessage),
     ] + LogoutReason.allCases.map { ServerMessage.loggedOut(reason: $0) }

@@ -1,5 +1,6 @@
 import NIOCore
 import ParleyProtocol
+import ParleyProtocolNIO
 import Testing
 
 @Suite struct PrivateFrameTests {
@@ -7,7 +8,7 @@ import Testing
     static let hex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
     static let all: [PrivateFrame] = [
-        .open(session: "abc"), .commit(value), .nonce(value), .reveal(value), .welcome, .text("hi\nthere"), .bye(reason: "x"),
+        .open(linkID: "abc"), .commit(value), .nonce(value), .reveal(value), .welcome, .text("hi\nthere"), .bye(reason: "x"),
     ]
 
     private func decode(_ s: String) throws(ProtocolError) -> PrivateFrame {

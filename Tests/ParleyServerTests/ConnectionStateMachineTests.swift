@@ -1,5 +1,6 @@
 import NIOCore
 import ParleyProtocol
+import ParleyProtocolNIO
 import Testing
 @testable import ParleyServer
 
@@ -235,7 +236,7 @@ struct ConnectionStateMachineTests {
         let step55 = machine.received(request(.active, 8))
         #expect(step55 == .reply(.ok(id: 8)))
         let step56 = machine.received(request(.stopPrivate(user: "bob"), 9))
-        #expect(step56 == .run(.privateSession(.stopPrivate(user: "bob")), id: 9))
+        #expect(step56 == .run(.privateLink(.stopPrivate(user: "bob")), id: 9))
     }
 
     @Test func closingForOtherReasonsDropsWhatWaits() {

@@ -6,31 +6,12 @@ import Testing
 
 /// Runs the built `parley-server` executable.
 struct ServerBinary {
-    static var url: URL {
-        let products = Bundle.main.bundleURL.deletingLastPathComponent()
-        let direct = products.appendingPathComponent("parley-server")
-        if FileManager.default.fileExists(atPath: direct.path) { return direct }
-        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("parley-server")
-    }
+    static var url: URL { ServerProcess.productURL("parley-server") }
 
     /// Runs to completion with `stdin` as input; returns the exit status and everything printed.
     static func run(_ arguments: [String], stdin: String = "", timeout: Double = 60) async throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = url
-        process.arguments = arguments
-        let input = Pipe(), output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        try input.fileHandleForWriting.write(contentsOf: Data(stdin.utf8))
-        try input.fileHandleForWriting.close()
-        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
-        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let run = try await BinaryRun.run(url, arguments, stdin: stdin, timeout: timeout)
+        return (run.status, run.output)
     }
 }
 

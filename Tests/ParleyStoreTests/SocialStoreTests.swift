@@ -145,8 +145,8 @@ import Testing
             try await store.recordLogin(name: "alice", at: base)
             try await store.recordLogin(name: "bob", at: base)
             try await store.recordLogout(name: "bob", at: base + 5)
-            #expect(try await store.closeOpenSessions(at: base + 10) == 1)
-            #expect(try await store.closeOpenSessions(at: base + 20) == 0)
+            #expect(try await store.closeOpenLogins(at: base + 10) == 1)
+            #expect(try await store.closeOpenLogins(at: base + 20) == 0)
             #expect(try await store.usersActive(since: base + 11) == [])
             #expect(try await store.usersActive(since: base + 10) == ["alice"])
         }

@@ -128,12 +128,3 @@ func connectRaw(port: Int) async throws -> (Channel, Observations) {
     return (channel, observations)
 }
 
-/// Polls until `condition` holds or `seconds` pass; returns whether it held.
-func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
-}

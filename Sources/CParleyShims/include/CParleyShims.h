@@ -20,7 +20,6 @@ int parley_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list);
 
 // SSL macros
 int parley_SSL_set_tlsext_host_name(SSL *ssl, const char *name);
-long parley_SSL_set_mode(SSL *ssl, long mode);
 int parley_SSL_set_app_data(SSL *ssl, void *data);
 void *parley_SSL_get_app_data(const SSL *ssl);
 
@@ -30,8 +29,6 @@ uint64_t parley_SSL_OP_NO_RENEGOTIATION(void);
 uint64_t parley_SSL_OP_NO_TICKET(void);
 uint64_t parley_SSL_OP_CIPHER_SERVER_PREFERENCE(void);
 long parley_SSL_MODE_RELEASE_BUFFERS(void);
-long parley_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER(void);
-long parley_SSL_MODE_ENABLE_PARTIAL_WRITE(void);
 long parley_SSL_SESS_CACHE_OFF(void);
 
 // BIO macros

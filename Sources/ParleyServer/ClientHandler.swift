@@ -2,12 +2,13 @@ import Foundation
 import Logging
 import NIOCore
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyTLS
 
 /// One client connection above TLS: splits its plaintext into frames, feeds frames, timer and task
 /// outcomes to its `ConnectionStateMachine` and carries out the actions it returns (replies,
 /// commands, timers, closing). The rules live in the machine; this class only does the I/O.
-final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
+final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -24,7 +25,7 @@ final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
     /// Every rule about this connection's state (internal: the command extensions report to it).
     var machine: Machine
     /// The logged-in user as the fan-out sees them; nil before login and once the session ended.
-    private(set) var session: Session?
+    private(set) var onlineUser: OnlineUser?
     /// The connection's one timer (login deadline, idle timeout, wait for acks after logout).
     /// A scheduled callback into this handler: no promise or closures per arming (`Scheduled` has both).
     private var timer: NIOScheduledCallback?
@@ -79,13 +80,13 @@ final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
     private func connectionEnded() {
         machine.channelClosed()
         cancelTimer()
-        endSession(.disconnected)
+        endConnection(.disconnected)
         loginTask?.cancel()
         loginTask = nil
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        session?.writabilityChanged(writable: context.channel.isWritable)
+        onlineUser?.writabilityChanged(writable: context.channel.isWritable)
         context.fireChannelWritabilityChanged()
     }
 
@@ -152,8 +153,8 @@ final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         case .logOut(let id, let linger):
             send(.reply(.ok(id: id)))
             send(.loggedOut(reason: .logout), flush: true)
-            if let name = session?.name { logger.info("logout", metadata: ["user": "\(name)"]) }
-            endSession(.loggedOut)
+            if let name = onlineUser?.name { logger.info("logout", metadata: ["user": "\(name)"]) }
+            endConnection(.loggedOut)
             // With stored messages unacked, the connection stays open (bounded) for their acks,
             // so a quick logout does not make them show twice.
             if let linger { arm(linger) } else { closeConnection() }
@@ -175,7 +176,7 @@ final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         case .loginDeadline:
             logger.info("closing a connection that did not log in in time", metadata: peerMetadata)
         case .idle:
-            if let name = session?.name { logger.info("timeout", metadata: ["user": "\(name)"]) }
+            if let name = onlineUser?.name { logger.info("timeout", metadata: ["user": "\(name)"]) }
         case .badFrames(let code):
             logger.notice("closing connection after repeated bad frames", metadata: peerMetadata)
             send(.error(code: code, message: "too many bad requests; closing the connection"), flush: true)
@@ -183,12 +184,12 @@ final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
             logger.notice("disconnecting a client that stopped reading", metadata: peerMetadata)
             // Ended first: the notice then goes straight to the channel, queued behind the backlog,
             // so a client that wakes up in time learns why it was dropped.
-            endSession(reason)
+            endConnection(reason)
         case .loggedOut, .acksSettled, .disconnected, .serverStopping:
             break
         }
         if let wire = reason.wireReason { send(.loggedOut(reason: wire), flush: true) }
-        endSession(reason)
+        endConnection(reason)
         closeConnection()
     }
 
@@ -212,26 +213,26 @@ final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
     // MARK: session
 
     /// The user is online: the fan-out reaches them from now on.
-    func sessionStarted(_ session: Session) {
-        self.session = session
+    func wentOnline(_ onlineUser: OnlineUser) {
+        self.onlineUser = onlineUser
     }
 
     /// Logs the user out of the hub (their private requests and pairs with it) and tells the
     /// others; safe to call more than once.
-    func endSession(_ reason: EndReason) {
-        guard let session else { return }
-        self.session = nil
-        session.close()
+    func endConnection(_ reason: EndReason) {
+        guard let onlineUser else { return }
+        self.onlineUser = nil
+        onlineUser.close()
         let hub = service.hub
-        guard let entry = hub.unregister(session) else { return }
-        let why = reason.privateStopText(user: session.displayName)
+        guard let entry = hub.unregister(onlineUser) else { return }
+        let why = reason.privateStopText(user: onlineUser.displayName)
         for peer in entry.privateLinks.keys {
-            deliverPrivate(.privateStopped(user: session.displayName, reason: why), to: peer)
+            deliverPrivate(.privateStopped(user: onlineUser.displayName, reason: why), to: peer)
         }
-        let presence = ServerMessage.presence(user: session.displayName, online: false).frame(allocator: context.channel.allocator)
-        hub.fanOut(presence, except: session.name, skipping: entry.blocks)
-        logger.info("session ended", metadata: ["user": "\(session.name)", "reason": "\(reason)"])
-        let name = session.name
+        let presence = ServerMessage.presence(user: onlineUser.displayName, online: false).frame(allocator: context.channel.allocator)
+        hub.fanOut(presence, except: onlineUser.name, skipping: entry.blocks)
+        logger.info("session ended", metadata: ["user": "\(onlineUser.name)", "reason": "\(reason)"])
+        let name = onlineUser.name
         service.background { await $0.recordLogout(name) }
     }
 
@@ -262,9 +263,9 @@ final class SessionHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
     /// Queues a message to this client; replies ride the same per-loop flush as fan-out.
     func send(_ message: ServerMessage, flush: Bool = false) {
         let frame = message.frame(allocator: context.channel.allocator)
-        if let session {
-            session.send(frame)
-            if flush { session.flushIfDirty() }
+        if let onlineUser {
+            onlineUser.send(frame)
+            if flush { onlineUser.flushIfDirty() }
         } else {
             context.writeAndFlush(NIOAny(frame), promise: nil)
         }

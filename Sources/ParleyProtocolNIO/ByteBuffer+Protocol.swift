@@ -1,4 +1,5 @@
 import NIOCore
+import ParleyProtocol
 
 extension ByteBuffer: JSONOutput {
     @inlinable public mutating func appendByte(_ byte: UInt8) { writeInteger(byte) }

@@ -2,10 +2,11 @@ import Foundation
 import Logging
 import NIOCore
 import ParleyProtocol
+import ParleyProtocolNIO
 import ParleyStore
 
 /// The commands the state machine hands over: what needs the hub, the fan-out or the store.
-extension SessionHandler {
+extension ClientHandler {
     func run(_ command: Machine.Command, id: Int64?) {
         switch command {
         case .login(let username, let password):
@@ -13,17 +14,17 @@ extension SessionHandler {
         case .message(let to, let text):
             message(to: to, text: text, id: id)
         case .broadcast(let text):
-            guard let session else { return }
-            let skip = service.hub.blockers(of: session.name)
-            let frame = ServerMessage.broadcast(from: session.displayName, text: text).frame(allocator: context.channel.allocator)
-            service.hub.fanOut(frame, except: session.name, skipping: skip)
+            guard let onlineUser else { return }
+            let skip = service.hub.blockers(of: onlineUser.name)
+            let frame = ServerMessage.broadcast(from: onlineUser.displayName, text: text).frame(allocator: context.channel.allocator)
+            service.hub.fanOut(frame, except: onlineUser.name, skipping: skip)
             let unreachable = !skip.isEmpty && service.hub.isAnyOnline(skip)
             send(.reply(.ok(id: id, .broadcast(unreachable: unreachable))))
         case .whoelse:
-            guard let session else { return }
-            send(.reply(.ok(id: id, .users(service.hub.onlineNames(visibleTo: session.name)))))
+            guard let onlineUser else { return }
+            send(.reply(.ok(id: id, .users(service.hub.onlineNames(visibleTo: onlineUser.name)))))
         case .whoelsesince(let seconds):
-            guard let viewer = session?.name else { return }
+            guard let viewer = onlineUser?.name else { return }
             runTask({ await $0.usersActive(withinLast: seconds, viewer: viewer) }) { result in
                 switch result {
                 case .success(let users): self.send(.reply(.ok(id: id, .users(users))))
@@ -31,7 +32,7 @@ extension SessionHandler {
                 }
             }
         case .setBlock(let target, let active):
-            guard let name = session?.name else { return }
+            guard let name = onlineUser?.name else { return }
             runTask({ await $0.setBlock(blocker: name, blocked: target, active: active) }) { error in
                 if let error { return self.reply(id, error) }
                 if active { self.privateBlockChanged(blocked: target) }
@@ -39,19 +40,19 @@ extension SessionHandler {
             }
         case .acknowledge(let delivery, let user):
             acknowledge(delivery, of: user, id: id)
-        case .privateSession(let request):
+        case .privateLink(let request):
             handlePrivate(request, id: id)
         }
     }
 
     private func message(to recipient: String, text: String, id: Int64?) {
-        guard let session else { return }
-        if service.hub.blockers(of: session.name).contains(recipient) {
+        guard let onlineUser else { return }
+        if service.hub.blockers(of: onlineUser.name).contains(recipient) {
             return reply(id, .recipientBlockedYou)
         }
-        let frame = ServerMessage.message(from: session.displayName, text: text).frame(allocator: context.channel.allocator)
+        let frame = ServerMessage.message(from: onlineUser.displayName, text: text).frame(allocator: context.channel.allocator)
         let service = self.service
-        let sender = session.displayName
+        let sender = onlineUser.displayName
         let delivered = service.hub.deliver(frame, to: recipient) {
             // The recipient left between lookup and delivery: keep the message for their next login.
             service.background { _ = await $0.storeOffline(to: recipient, from: sender, text: text) }
@@ -83,16 +84,16 @@ extension SessionHandler {
 
     private func goOnline(_ account: ChatService.Authenticated, id: Int64?) {
         let hub = service.hub
-        let session = Session(
+        let onlineUser = OnlineUser(
             name: account.name, displayName: account.displayName, context: context,
             shard: hub.shard(for: context.eventLoop), maxBacklog: configuration.maxOutboundBacklog)
-        guard hub.register(session, blocks: account.blocks, blockedBy: account.blockedBy) else {
+        guard hub.register(onlineUser, blocks: account.blocks, blockedBy: account.blockedBy) else {
             logger.info("login refused: already online", metadata: ["user": "\(account.name)"])
             perform(machine.loginFinished(as: nil))
             reply(id, .alreadyOnline)
             return
         }
-        sessionStarted(session)
+        wentOnline(onlineUser)
         perform(machine.loginFinished(as: account.name))
         logger.info("login", metadata: ["user": "\(account.name)", "peer": "\(peerDescription)"])
         send(.reply(.ok(id: id, .login(username: account.displayName, created: account.created))))
@@ -100,21 +101,21 @@ extension SessionHandler {
         hub.fanOut(presence, except: account.name, skipping: account.blocks)
         let name = account.name
         service.background { await $0.recordLogin(name) }
-        deliverOffline(to: session, after: 0)
+        deliverOffline(to: onlineUser, after: 0)
     }
 
     /// Sends stored messages oldest first, in batches, before any later request of this
     /// connection is handled; each is deleted only when the client acks it.
-    private func deliverOffline(to session: Session, after lastID: Int64) {
-        let name = session.name
+    private func deliverOffline(to onlineUser: OnlineUser, after lastID: Int64) {
+        let name = onlineUser.name
         runTask({ await $0.pendingMessages(for: name, after: lastID) }) { batch in
-            guard session.isOpen, let batch, let last = batch.last else { return }
+            guard onlineUser.isOpen, let batch, let last = batch.last else { return }
             for stored in batch {
                 let sent = Int64(stored.sentAt.timeIntervalSince1970 * 1000)
                 self.machine.storedMessageSent(stored.id)
                 self.send(.message(from: stored.sender, text: stored.text, delivery: stored.id, sent: sent))
             }
-            if batch.count == self.configuration.offlineBatchSize { self.deliverOffline(to: session, after: last.id) }
+            if batch.count == self.configuration.offlineBatchSize { self.deliverOffline(to: onlineUser, after: last.id) }
         }
     }
 

@@ -7,30 +7,30 @@ import ParleyProtocol
 /// side's public-key fingerprint, the accepter's address and port, and a fresh session id; the
 /// chat itself goes peer to peer over mutually pinned TLS 1.3 and never reaches the server.
 /// Requests and pairs live in the hub, with the online entries of the two users.
-extension SessionHandler {
+extension ClientHandler {
     func handlePrivate(_ request: Request, id: Int64?) {
-        guard let session else { return }
+        guard let onlineUser else { return }
         switch request {
         case .startPrivate(let user, let fingerprint):
-            startPrivate(user, fingerprint: fingerprint, id: id, session: session)
+            startPrivate(user, fingerprint: fingerprint, id: id, onlineUser: onlineUser)
         case .privateAnswer(let user, let accept, let port, let fingerprint):
-            answerPrivate(user, accept: accept, port: port, fingerprint: fingerprint, id: id, session: session)
+            answerPrivate(user, accept: accept, port: port, fingerprint: fingerprint, id: id, onlineUser: onlineUser)
         case .stopPrivate(let user):
-            stopPrivate(user, id: id, session: session)
+            stopPrivate(user, id: id, onlineUser: onlineUser)
         default:
             return
         }
     }
 
-    private func startPrivate(_ user: String, fingerprint: String, id: Int64?, session: Session) {
+    private func startPrivate(_ user: String, fingerprint: String, id: Int64?, onlineUser: OnlineUser) {
         guard Validation.isValidUsername(user) else { return reply(id, .unknownUser) }
         let target = Validation.canonicalUsername(user)
-        guard target != session.name else {
+        guard target != onlineUser.name else {
             return reply(id, .cannotMessageSelf, "Error. Cannot start private messaging with yourself")
         }
         let limit = configuration.maxPendingPrivateRequests
         let pending: PrivatePair.Request
-        switch service.hub.requestPrivate(from: session.name, to: target, fingerprint: fingerprint, limit: limit) {
+        switch service.hub.requestPrivate(from: onlineUser.name, to: target, fingerprint: fingerprint, limit: limit) {
         case .filed(let request):
             pending = request
         case .targetOffline:
@@ -52,57 +52,57 @@ extension SessionHandler {
                 : "Error. \(peer.displayName) has too many private requests waiting; try again later"
             return reply(id, .tooManyRequests, text)
         }
-        deliverPrivate(.privateRequest(from: session.displayName), to: target)
+        deliverPrivate(.privateRequest(from: onlineUser.displayName), to: target)
         send(.reply(.ok(id: id)))
         // No answer in time counts as a decline; the token makes a stale timer harmless.
         context.eventLoop.assumeIsolated().scheduleTask(in: configuration.privateAnswerTimeout) { [self] in
             guard service.hub.expirePrivate(pending) else { return }
-            if self.session != nil { send(.privateDeclined(user: pending.target.displayName), flush: true) }
+            if self.onlineUser != nil { send(.privateDeclined(user: pending.target.displayName), flush: true) }
             deliverPrivate(.privateStopped(user: pending.requester.displayName, reason: "no answer in time"), to: target)
         }
     }
 
     private func answerPrivate(
-        _ user: String, accept: Bool, port: UInt16?, fingerprint: String?, id: Int64?, session: Session
+        _ user: String, accept: Bool, port: UInt16?, fingerprint: String?, id: Int64?, onlineUser: OnlineUser
     ) {
         let requester = Validation.canonicalUsername(user)
         guard Validation.isValidUsername(user),
-            let pending = service.hub.takePrivateRequest(from: requester, to: session.name)
+            let pending = service.hub.takePrivateRequest(from: requester, to: onlineUser.name)
         else { return reply(id, .privateNoRequest) }
         guard accept else {
-            deliverPrivate(.privateDeclined(user: session.displayName), to: requester)
+            deliverPrivate(.privateDeclined(user: onlineUser.displayName), to: requester)
             return send(.reply(.ok(id: id)))
         }
         guard let port, port > 0, let fingerprint else {
-            deliverPrivate(.privateDeclined(user: session.displayName), to: requester)
+            deliverPrivate(.privateDeclined(user: onlineUser.displayName), to: requester)
             return reply(id, .badFrame, "Error. Accepting needs 'port' and 'fingerprint'")
         }
         guard let host = context.channel.remoteAddress?.ipAddress else { return reply(id, .internal) }
         guard service.hub.pairPrivate(pending) else { return reply(id, .userOffline) }
-        let sessionID = SecureRandom.hex(bytes: 16)
+        let linkID = SecureRandom.hex(bytes: 16)
         // The accepter learns the session first, so its listener knows what to expect before the
         // requester (told second) can connect; the client also waits for it if not.
-        send(.privateStarted(user: pending.requester.displayName, fingerprint: pending.fingerprint, session: sessionID))
+        send(.privateStarted(user: pending.requester.displayName, fingerprint: pending.fingerprint, linkID: linkID))
         send(.reply(.ok(id: id)), flush: true)
         deliverPrivate(
-            .privateAccepted(user: session.displayName, host: host, port: port, fingerprint: fingerprint, session: sessionID),
+            .privateAccepted(user: onlineUser.displayName, host: host, port: port, fingerprint: fingerprint, linkID: linkID),
             to: requester)
-        logger.info("private session set up", metadata: ["users": "\(requester),\(session.name)"])
+        logger.info("private session set up", metadata: ["users": "\(requester),\(onlineUser.name)"])
     }
 
-    private func stopPrivate(_ user: String, id: Int64?, session: Session) {
+    private func stopPrivate(_ user: String, id: Int64?, onlineUser: OnlineUser) {
         let other = Validation.canonicalUsername(user)
-        guard Validation.isValidUsername(user), let peer = service.hub.stopPrivate(session.name, other) else {
+        guard Validation.isValidUsername(user), let peer = service.hub.stopPrivate(onlineUser.name, other) else {
             return reply(id, .privateNotEnabled, "Error. Private messaging to \(user) not enabled")
         }
-        deliverPrivate(.privateStopped(user: session.displayName, reason: "\(session.displayName) stopped private messaging"), to: peer.name)
+        deliverPrivate(.privateStopped(user: onlineUser.displayName, reason: "\(onlineUser.displayName) stopped private messaging"), to: peer.name)
         send(.reply(.ok(id: id)))
     }
 
     /// A block in either direction ends the pair's private session at once; both clients close it.
     func privateBlockChanged(blocked target: String) {
-        guard let session, let peer = service.hub.stopPrivate(session.name, target) else { return }
+        guard let onlineUser, let peer = service.hub.stopPrivate(onlineUser.name, target) else { return }
         send(.privateStopped(user: peer.displayName, reason: "blocked"))
-        deliverPrivate(.privateStopped(user: session.displayName, reason: "blocked"), to: target)
+        deliverPrivate(.privateStopped(user: onlineUser.displayName, reason: "blocked"), to: target)
     }
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import ParleyProtocol
 
 /// One inbound frame from `FrameDecoder`.
 public enum Frame: Sendable, Hashable {

@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import ParleyCrypto
 import ParleyProtocol
+import ParleyProtocolNIO
 
 /// Where a session reads what the person (or script) types.
 public protocol LineSource: Sendable {
@@ -22,7 +23,7 @@ public protocol OutputSink: Sendable {
 /// Runs one chat session as one loop over one ordered stream of events: typed lines, server
 /// frames, private-link activity and timers. `ClientStateMachine` decides; this loop only
 /// carries its actions out, so there is no second task to keep in step.
-public final class ClientSession: Sendable {
+public final class ChatClient: Sendable {
     private let connection: ServerConnection
     private let input: LineSource
     private let output: OutputSink
@@ -99,7 +100,7 @@ public final class ClientSession: Sendable {
                     do { try await outbound.write(buffer) } catch { return }
                 }
             }
-            var loop = SessionLoop(session: self, sink: sink, writer: writer, eventLoop: channel.channel.eventLoop)
+            var loop = ChatClientLoop(client: self, sink: sink, writer: writer, eventLoop: channel.channel.eventLoop)
             let status = await loop.run(events)
             await loop.links.closeAll()  // peers hear why before the process exits
             writer.finish()
@@ -145,8 +146,8 @@ enum LoopEvent: Sendable {
 
 /// The loop: takes events in order, asks the machine, carries out the actions. Owned by the one
 /// task that runs it, so nothing here needs a lock.
-private struct SessionLoop {
-    let session: ClientSession
+private struct ChatClientLoop {
+    let client: ChatClient
     let sink: AsyncStream<LoopEvent>.Continuation
     let writer: AsyncStream<ByteBuffer>.Continuation
     let eventLoop: EventLoop
@@ -154,13 +155,13 @@ private struct SessionLoop {
     var timers: [ClientTimer: Scheduled<Void>] = [:]
     let links: PrivateEdge
 
-    init(session: ClientSession, sink: AsyncStream<LoopEvent>.Continuation, writer: AsyncStream<ByteBuffer>.Continuation, eventLoop: EventLoop) {
-        self.session = session
+    init(client: ChatClient, sink: AsyncStream<LoopEvent>.Continuation, writer: AsyncStream<ByteBuffer>.Continuation, eventLoop: EventLoop) {
+        self.client = client
         self.sink = sink
         self.writer = writer
         self.eventLoop = eventLoop
-        self.machine = session.makeMachine()
-        self.links = PrivateEdge(sink: sink, bindHost: session.bindHost, timeout: session.connectTimeout)
+        self.machine = client.makeMachine()
+        self.links = PrivateEdge(sink: sink, bindHost: client.bindHost, timeout: client.connectTimeout)
     }
 
     mutating func run(_ events: AsyncStream<LoopEvent>) async -> ExitStatus {
@@ -169,7 +170,7 @@ private struct SessionLoop {
             let actions: [ClientAction]
             switch event {
             case .client(let clientEvent):
-                if case .frame = clientEvent { session.frameHandled() }
+                if case .frame = clientEvent { client.frameHandled() }
                 actions = machine.handle(clientEvent)
             case .linkReady(let attempt, let link):
                 links.adopt(link, for: attempt)
@@ -189,7 +190,7 @@ private struct SessionLoop {
         for action in actions {
             switch action {
             case .readLine(let prompt, let secret):
-                let input = session.readInput
+                let input = client.readInput
                 Task { [sink] in
                     let line = secret ? await input.readSecret(prompt: prompt) : await input.readLine(prompt: prompt)
                     sink.yield(.client(line.map(ClientEvent.line) ?? .inputEnded))
@@ -210,14 +211,14 @@ private struct SessionLoop {
             case .sendPrivate(let attempt, let text): links.links[attempt]?.write(text)
             case .stopListening(let attempt): links.listeners.removeValue(forKey: attempt)?.close()
             case .closePrivate(let attempt, let reason): links.close(attempt, reason: reason)
-            case .show(let item): session.show(item)
+            case .show(let item): client.show(item)
             case .armTimer(let timer, let delay):
                 timers.removeValue(forKey: timer)?.cancel()
                 timers[timer] = eventLoop.scheduleTask(in: .nanoseconds(delay.nanoseconds)) { [sink] in
                     sink.yield(.client(.timerFired(timer)))
                 }
             case .cancelTimer(let timer): timers.removeValue(forKey: timer)?.cancel()
-            case .usersChanged(let names): session.usersChanged(names)
+            case .usersChanged(let names): client.usersChanged(names)
             case .close:
                 for timer in timers.values { timer.cancel() }
                 timers = [:]

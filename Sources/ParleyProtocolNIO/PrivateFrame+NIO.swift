@@ -1,4 +1,5 @@
 import NIOCore
+import ParleyProtocol
 
 extension PrivateFrame {
     /// Decodes one frame line (as produced by `FrameDecoder`, without its newline).

@@ -18,8 +18,8 @@ extension TestChatClient {
     }
 }
 
-@Suite("server: private-session introductions")
-struct PrivateSessionTests {
+@Suite("server: private-link introductions")
+struct PrivateRelayTests {
     @Test func refusalsNeverRevealAnAddress() async throws {
         try await withTestServer { server in
             let alice = try await server.loggedIn("alice")
@@ -48,13 +48,13 @@ struct PrivateSessionTests {
             #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fpA)).isOK)
             #expect(await bob.nextPrivate() == .privateRequest(from: "alice"))
             #expect(try await bob.request(.privateAnswer(user: "alice", accept: true, port: 40000, fingerprint: fpB)).isOK)
-            guard case .privateStarted(let user, let fingerprint, let session)? = await bob.nextPrivate() else {
+            guard case .privateStarted(let user, let fingerprint, let linkID)? = await bob.nextPrivate() else {
                 Issue.record("bob got no privatestarted")
                 return
             }
             #expect(user == "alice" && fingerprint == fpA)
-            #expect(await alice.nextPrivate() == .privateAccepted(user: "bob", host: "127.0.0.1", port: 40000, fingerprint: fpB, session: session))
-            #expect(session.count == 32)
+            #expect(await alice.nextPrivate() == .privateAccepted(user: "bob", host: "127.0.0.1", port: 40000, fingerprint: fpB, linkID: linkID))
+            #expect(linkID.count == 32)
             // Stopped from bob's side: alice is told, and a second stop is refused.
             #expect(try await bob.request(.stopPrivate(user: "alice")).isOK)
             #expect(await alice.nextPrivate() == .privateStopped(user: "bob", reason: "bob stopped private messaging"))

@@ -3,7 +3,7 @@ import ParleyTLS
 
 /// The server side of one logged-in user: what the fan-out writes to. Lives on its channel's
 /// event loop and is only touched there.
-final class Session: @unchecked Sendable {
+final class OnlineUser: @unchecked Sendable {
     // @unchecked: every mutable member is read and written on `eventLoop` only (asserted).
     let name: String
     let displayName: String
@@ -51,7 +51,7 @@ final class Session: @unchecked Sendable {
                 // reached through the context rather than a stored callback (no closure per user).
                 if !reportedSlow {
                     reportedSlow = true
-                    (context.handler as? SessionHandler)?.slowConsumer()
+                    (context.handler as? ClientHandler)?.slowConsumer()
                 }
                 return true
             }
