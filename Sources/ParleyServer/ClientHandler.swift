@@ -107,7 +107,8 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
             partial.writeBuffer(&bytes)
             bytes = partial
         }
-        while let frame = framer.next(&bytes) {
+        // A frame can end the connection; once the handler has left its pipeline, the rest is dropped.
+        while self.context != nil, let frame = framer.next(&bytes) {
             received(frame)
         }
         // An unterminated tail at EOF is an incomplete frame: it is dropped with the handler.
