@@ -28,6 +28,8 @@ final class LiveParley: @unchecked Sendable {
         let output = self.output
         stdout.fileHandleForReading.readabilityHandler = { handle in
             let data = handle.availableData
+            // EOF: stop the dispatch source before the pipe can be closed under it.
+            if data.isEmpty { handle.readabilityHandler = nil }
             output.withLockedValue { state in
                 for byte in data {
                     if byte == UInt8(ascii: "\n") {
@@ -41,6 +43,11 @@ final class LiveParley: @unchecked Sendable {
         }
         try process.run()
         type(name, "password-\(name)")
+    }
+
+    deinit {
+        // A dispatch source left on a pipe that closes with this object makes libdispatch crash.
+        stdout.fileHandleForReading.readabilityHandler = nil
     }
 
     var lines: [String] { output.withLockedValue { $0.lines } }

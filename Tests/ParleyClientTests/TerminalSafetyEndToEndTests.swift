@@ -175,9 +175,16 @@ final class TerminalParley: @unchecked Sendable {
         let output = self.output
         stdout.fileHandleForReading.readabilityHandler = { handle in
             let data = handle.availableData
+            // EOF: stop the dispatch source before the pipe can be closed under it.
+            if data.isEmpty { handle.readabilityHandler = nil }
             output.withLockedValue { $0 += data }
         }
         try process.run()
+    }
+
+    deinit {
+        // A dispatch source left on a pipe that closes with this object makes libdispatch crash.
+        stdout.fileHandleForReading.readabilityHandler = nil
     }
 
     var text: String { String(decoding: output.withLockedValue { $0 }, as: UTF8.self) }
