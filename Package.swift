@@ -22,6 +22,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        // JSON files (the default trait) and environment variables; no Yams, no polling reloader.
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         // OpenSSL 3 from the system (Debian's libssl-dev): headers only, no code.
@@ -52,9 +57,19 @@ let package = Package(
         .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyCrypto", "CParleyShims", logging] + nio),
         .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyCommands", "ParleyCrypto", logging] + nio),
         .target(name: "ParleyTestSupport", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyServer", "ParleyClient", "ParleyCrypto"] + nio),
-        .executableTarget(name: "parley-server", dependencies: [
+        // parley-server's settings: one table of descriptors read from flags, environment and a
+        // JSON file (swift-configuration), validated into a ServerConfiguration; `check`.
+        .target(name: "ParleyServerSettings", dependencies: [
             "ParleyServer", "ParleyTLS", "ParleyStore", "ParleyCrypto", logging,
+            .product(name: "Configuration", package: "swift-configuration"),
+            .product(name: "Atomics", package: "swift-atomics"),
+            .product(name: "SystemPackage", package: "swift-system"),
+        ] + nio),
+        .executableTarget(name: "parley-server", dependencies: [
+            "ParleyServer", "ParleyServerSettings", "ParleyTLS", "ParleyStore", "ParleyCrypto", logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ] + nio),
         .executableTarget(name: "parley", dependencies: [
             "ParleyClient", "ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "CLibEdit", logging,
@@ -83,7 +98,7 @@ let package = Package(
             "ParleyClient", "ParleyCommands", "ParleyProtocol", "ParleyProtocolNIO", "ParleyTestSupport", "ParleyServer",
         ] + nio),
         .testTarget(name: "ParleyServerTests", dependencies: [
-            "ParleyServer", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore",
+            "ParleyServer", "ParleyServerSettings", "ParleyTLS", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore",
         ] + nio),
     ]
 )

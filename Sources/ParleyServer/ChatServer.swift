@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ParleyCrypto
@@ -14,15 +15,22 @@ public final class ChatServer: Sendable {
     public let port: Int
     private let channel: Channel
     private let group: MultiThreadedEventLoopGroup
-    private let service: ChatService
-    private let logger: Logger
+    let service: ChatService
+    let logger: Logger
+    /// The TLS settings the next connection gets; a reload swaps in a new context, and open
+    /// connections keep the one they were made with (each handler holds its own reference).
+    let tls: NIOLockedValueBox<TLSHandler.Settings>
 
-    private init(port: Int, channel: Channel, group: MultiThreadedEventLoopGroup, service: ChatService, logger: Logger) {
+    private init(
+        port: Int, channel: Channel, group: MultiThreadedEventLoopGroup, service: ChatService, logger: Logger,
+        tls: NIOLockedValueBox<TLSHandler.Settings>
+    ) {
         self.port = port
         self.channel = channel
         self.group = group
         self.service = service
         self.logger = logger
+        self.tls = tls
     }
 
     /// Builds the TLS context (off the event loops), opens the store, and starts listening.
@@ -48,8 +56,10 @@ public final class ChatServer: Sendable {
                 chatStore = store
             } else {
                 // On the server's own loops: no second, global event-loop group just for the store.
-                chatStore = try await SQLiteStore.open(
+                let sqlite = try await SQLiteStore.open(
                     path: configuration.databasePath, eventLoopGroup: group, logger: logger)
+                chatStore = sqlite
+                try await refuseDamaged(sqlite, path: configuration.databasePath)
             }
             let closed = try await chatStore.closeOpenLogins(at: Date())
             if closed > 0 { logger.info("closed \(closed) sessions left open by an earlier stop") }
@@ -68,7 +78,8 @@ public final class ChatServer: Sendable {
             store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger,
             admission: admission)
         let channel: Channel
-        let tlsSettings = TLSHandler.Settings(context: tls, handshakeTimeout: configuration.handshakeTimeout, logger: logger)
+        let tlsSettings = NIOLockedValueBox(
+            TLSHandler.Settings(context: tls, handshakeTimeout: configuration.handshakeTimeout, logger: logger))
         do {
             try await hub.startWakers()
             service.memory.start(on: loops[0])
@@ -87,7 +98,7 @@ public final class ChatServer: Sendable {
                     child.eventLoop.makeCompletedFuture {
                         let sync = child.pipeline.syncOperations
                         try sync.addHandler(
-                            TLSHandler(settings: tlsSettings))
+                            TLSHandler(settings: tlsSettings.withLockedValue { $0 }))
                         try sync.addHandler(ClientHandler(service: service))
                     }
                 }
@@ -101,23 +112,71 @@ public final class ChatServer: Sendable {
         }
         let port = channel.localAddress?.port ?? configuration.port
         logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "tls": "1.3"])
-        return ChatServer(port: port, channel: channel, group: group, service: service, logger: logger)
+        return ChatServer(port: port, channel: channel, group: group, service: service, logger: logger, tls: tlsSettings)
     }
 
-    /// Tells every user the server is going away, closes every connection, then the store.
-    public func shutdown() async throws {
+    /// Refuses to serve from a file SQLite reports damaged: better down than losing messages.
+    private static func refuseDamaged(_ store: SQLiteStore, path: String) async throws {
+        let problems: [String]
+        do { problems = try await store.quickCheck() } catch { problems = ["\(error)"] }
+        guard problems.isEmpty else {
+            try? await store.close()
+            throw ServerStartError.damagedDatabase(path: path, problems: problems)
+        }
+    }
+
+    /// Tells every user the server is going away, closes every connection, then the store. With a
+    /// `drainTimeout`, whatever has not finished by then (a client that never reads its goodbye,
+    /// a store write that hangs) is cut off: the event loops close the connections left.
+    public func shutdown(drainTimeout: TimeAmount? = nil) async throws {
         try? await channel.close()
-        let goodbye = ServerMessage.loggedOut(reason: .serverShutdown).frame()
-        _ = try? await service.hub.disconnectAll(sending: goodbye).get()
-        // Queued hashes are cancelled (their logins fail); store writes under way finish before the
-        // loops they report to stop, and the store closes before the loops its calls complete on.
-        var storeError: Error?
-        do { try await service.shutdown() } catch { storeError = error }
+        let outcome = DrainOutcome()
+        let drain: @Sendable () async -> Void = { [service] in
+            let goodbye = ServerMessage.loggedOut(reason: .serverShutdown).frame()
+            _ = try? await service.hub.disconnectAll(sending: goodbye).get()
+            // Queued hashes are cancelled (their logins fail); store writes under way finish before the
+            // loops they report to stop, and the store closes before the loops its calls complete on.
+            do { try await service.shutdown() } catch { outcome.storeError.withLockedValue { $0 = error } }
+        }
+        if let drainTimeout {
+            if !(await Self.finishes(within: drainTimeout, on: group.next(), drain)) {
+                logger.warning("drain did not finish within \(drainTimeout.nanoseconds / 1_000_000) ms: closing what is left")
+            }
+        } else {
+            await drain()
+        }
         await service.hub.stopWakers()
         service.memory.stop()
         try await group.shutdownGracefully()
-        if let storeError { throw storeError }
+        if let storeError = outcome.storeError.withLockedValue({ $0 }) { throw storeError }
         logger.info("stopped")
+    }
+
+    private final class DrainOutcome: Sendable {
+        let storeError = NIOLockedValueBox<Error?>(nil)
+    }
+
+    /// Runs `work` in a task and returns true when it ends, or false once `timeout` passes first
+    /// (the task goes on; nothing waits for it).
+    static func finishes(
+        within timeout: TimeAmount, on loop: EventLoop, _ work: @escaping @Sendable () async -> Void
+    ) async -> Bool {
+        let promise = loop.makePromise(of: Bool.self)
+        let decided = NIOLockedValueBox(false)
+        let settle: @Sendable (Bool) -> Void = { finished in
+            let first = decided.withLockedValue { done -> Bool in
+                defer { done = true }
+                return !done
+            }
+            if first { promise.succeed(finished) }
+        }
+        let timer = loop.scheduleTask(in: timeout) { settle(false) }
+        Task {
+            await work()
+            timer.cancel()
+            settle(true)
+        }
+        return (try? await promise.futureResult.get()) ?? false
     }
 
     /// Connection handlers alive now: the open connections plus any being torn down. A count that

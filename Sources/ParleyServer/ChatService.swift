@@ -14,6 +14,8 @@ final class ChatService: Sendable {
     private let passwords: PasswordService
     let hub: Hub
     let configuration: ServerConfiguration
+    /// What a reload can change (registration, block duration, idle timeout); read per use.
+    let runtime: RuntimeSettingsBox
     let logger: Logger
     /// Which logins may check a password now (one per name, none from an address in back-off).
     let admission: LoginAdmission
@@ -51,6 +53,7 @@ final class ChatService: Sendable {
         self.passwords = passwords
         self.hub = hub
         self.configuration = configuration
+        self.runtime = RuntimeSettingsBox(configuration.runtimeSettings)
         self.logger = logger
         self.admission = admission
     }
@@ -229,7 +232,7 @@ extension ChatService {
     private func register(name: String, displayName: String, password: String, address: String?) async throws
         -> Result<Authenticated, ProtocolError>
     {
-        guard configuration.registrationOpen else {
+        guard runtime.current.registrationOpen else {
             // Same cost as a real check, so timing does not tell which names exist; and it counts
             // as a failure, so guessing names costs the address like guessing passwords.
             _ = try? await passwords.verify(password, against: passwords.decoyHash)
@@ -252,7 +255,7 @@ extension ChatService {
     {
         let name = account.name
         let threshold = configuration.lockoutThreshold
-        let lockDuration = TimeInterval(configuration.blockDuration.nanoseconds) / 1_000_000_000
+        let lockDuration = TimeInterval(runtime.current.blockDuration.nanoseconds) / 1_000_000_000
         let attempt: Int
         switch try await store.claimLoginAttempt(name: name, now: Date(), threshold: threshold, lockDuration: lockDuration) {
         case .claimed(let number):

@@ -42,7 +42,7 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         let configuration = service.configuration
         self.framer = LineFramer(maxFrameBytes: configuration.maxFrameBytes)
         self.machine = Machine(
-            clock: SystemClock(), idleTimeout: configuration.idleTimeout, loginTimeout: configuration.loginTimeout,
+            clock: SystemClock(), idleTimeout: service.runtime.current.idleTimeout, loginTimeout: configuration.loginTimeout,
             maxBadFramesInARow: configuration.maxBadFramesInARow)
         service.connectionOpened()
     }

@@ -8,16 +8,19 @@ public struct BinaryRun: Sendable {
     /// Standard error when it was kept apart, else empty.
     public var errors: String
 
-    /// Runs `executable` with `arguments`, feeding `stdin` (nil: /dev/null). With `holdStdinOpen`,
+    /// Runs `executable` with `arguments` (and `environment` added to the test's), feeding `stdin` (nil: /dev/null). With `holdStdinOpen`,
     /// stdin stays open until the process exits on its own (e.g. a server times it out). A process
     /// still running after `timeout` seconds is terminated.
     public static func run(
         _ executable: URL, _ arguments: [String], stdin: String? = "", holdStdinOpen: Bool = false,
-        separateStderr: Bool = false, timeout: Double
+        separateStderr: Bool = false, environment: [String: String] = [:], timeout: Double
     ) async throws -> BinaryRun {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe(), err = Pipe(), input = Pipe()
         process.standardOutput = out
         process.standardError = separateStderr ? err : out

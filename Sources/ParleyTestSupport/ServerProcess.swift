@@ -8,11 +8,36 @@ public final class ServerProcess: @unchecked Sendable {
     public let certs: TestCertificates
     public let port: Int
     private let process: Process
+    private let logPath: String
 
-    private init(certs: TestCertificates, port: Int, process: Process) {
+    private init(certs: TestCertificates, port: Int, process: Process, logPath: String) {
         self.certs = certs
         self.port = port
         self.process = process
+        self.logPath = logPath
+    }
+
+    /// The database file the server was started with (unless the arguments named another).
+    public var databasePath: String { certs.directory.appendingPathComponent("parley.sqlite").path }
+
+    /// Everything the server has logged so far (stdout and stderr).
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    public var isRunning: Bool { process.isRunning }
+
+    /// Sends `signal` (SIGHUP, SIGTERM...) to the server.
+    public func send(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
+    /// The exit status once the process ends within `timeout` seconds, else nil (it keeps running).
+    public func waitForExit(timeout: Double) async -> Int32? {
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    /// Waits up to `timeout` seconds until the log holds `text` `count` times or more.
+    public func waitForLog(_ text: String, count: Int = 1, timeout: Double = 10) async -> Bool {
+        await eventually(timeout) { self.log.components(separatedBy: text).count - 1 >= count }
     }
 
     /// A built executable of this package (next to the test bundle).
@@ -23,16 +48,25 @@ public final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts the server and waits (up to `timeout` seconds) until it logs the address it listens on.
-    public static func start(_ arguments: [String] = [], timeout: Double = 60) async throws -> ServerProcess {
-        let certs = try TestCertificates.make()
+    /// `environment` is added to the test's own; `certs` (else fresh ones) are removed by `stop`.
+    /// Without `standardFlags`, `arguments` are the whole command line (port, files, hash cost).
+    public static func start(
+        _ arguments: [String] = [], environment: [String: String] = [:], certs given: TestCertificates? = nil,
+        standardFlags: Bool = true, timeout: Double = 60
+    ) async throws -> ServerProcess {
+        let certs = try given ?? TestCertificates.make()
         let logPath = certs.directory.appendingPathComponent("server.log").path
         guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw ServerProcessError.noLog }
         let process = Process()
         process.executableURL = productURL("parley-server")
-        process.arguments = [
+        let standard = [
             "--port", "0", "--cert", certs.certificatePath, "--key", certs.keyPath,
             "--db", certs.directory.appendingPathComponent("parley.sqlite").path, "--insecure-hash-cost", "10",
-        ] + arguments
+        ]
+        process.arguments = (standardFlags ? standard : []) + arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
         process.standardError = log
@@ -45,7 +79,7 @@ public final class ServerProcess: @unchecked Sendable {
                 let range = line.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
                 let port = Int(line[range].split(separator: ":").last!)
             {
-                return ServerProcess(certs: certs, port: port, process: process)
+                return ServerProcess(certs: certs, port: port, process: process, logPath: logPath)
             }
             try await Task.sleep(for: .milliseconds(50))
         }

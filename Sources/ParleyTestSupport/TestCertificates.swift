@@ -5,6 +5,13 @@ import ParleyTLS
 public struct TestCertificates: Sendable {
     /// The directory holding ca.pem, server.pem and server.key.
     public let directory: URL
+    /// The CA, kept in memory so a test can issue the server a new certificate (reload tests).
+    public let authority: TLSIdentity?
+
+    public init(directory: URL, authority: TLSIdentity? = nil) {
+        self.directory = directory
+        self.authority = authority
+    }
     public var caPath: String { directory.appendingPathComponent("ca.pem").path }
     public var certificatePath: String { directory.appendingPathComponent("server.pem").path }
     public var keyPath: String { directory.appendingPathComponent("server.key").path }
@@ -25,11 +32,29 @@ public struct TestCertificates: Sendable {
             issuer: ca,
             notBefore: leafNotBefore,
             notAfter: leafNotAfter)
-        let certs = TestCertificates(directory: dir)
+        let certs = TestCertificates(directory: dir, authority: ca)
         try ca.certificatePEM().write(toFile: certs.caPath, atomically: true, encoding: .utf8)
         try leaf.certificatePEM().write(toFile: certs.certificatePath, atomically: true, encoding: .utf8)
         try writeSecret(leaf.privateKeyPEM(), to: certs.keyPath)
         return certs
+    }
+
+    /// Replaces server.pem and server.key with a new leaf from the same CA (a renewal); returns
+    /// the new key's fingerprint, which new handshakes then show.
+    @discardableResult
+    public func reissueLeaf(notBefore: Int = -60, notAfter: Int = 86_400) throws -> [UInt8] {
+        guard let authority else { throw CocoaError(.featureUnsupported) }
+        let leaf = try CertificateFactory.make(
+            commonName: "localhost", kind: .server(dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"]),
+            issuer: authority, notBefore: notBefore, notAfter: notAfter)
+        try Self.writeSecret(leaf.privateKeyPEM(), to: keyPath)
+        try leaf.certificatePEM().write(toFile: certificatePath, atomically: true, encoding: .utf8)
+        return leaf.fingerprint
+    }
+
+    /// The fingerprint of the key in server.pem now.
+    public func leafFingerprint() throws -> [UInt8] {
+        try CertificateInfo.chain(inPEMFile: certificatePath)[0].fingerprint
     }
 
     /// Writes a file created with mode 0600 from the start (never briefly world-readable).

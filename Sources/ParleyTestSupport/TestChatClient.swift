@@ -18,12 +18,17 @@ public final class TestChatClient: Sendable {
         private var taken: Set<Int> = []
         private var _closed = false
         private var _errors: [Error] = []
+        private var _peerFingerprint: [UInt8]?
 
         func append(_ message: ServerMessage) { lock.withLock { messages.append(message) } }
         func markClosed() { lock.withLock { _closed = true } }
         func record(_ error: Error) { lock.withLock { _errors.append(error) } }
         var closed: Bool { lock.withLock { _closed } }
         var errors: [Error] { lock.withLock { _errors } }
+        var peerFingerprint: [UInt8]? {
+            get { lock.withLock { _peerFingerprint } }
+            set { lock.withLock { _peerFingerprint = newValue } }
+        }
         var all: [ServerMessage] { lock.withLock { messages } }
 
         func take(where predicate: (ServerMessage) -> Bool) -> ServerMessage? {
@@ -45,6 +50,10 @@ public final class TestChatClient: Sendable {
             if case .line(let line) = unwrapInboundIn(data), let message = try? ServerMessage.decode(from: line) {
                 inbox.append(message)
             }
+        }
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if case .handshakeCompleted(let info)? = event as? TLSEvent { inbox.peerFingerprint = info.peerFingerprint }
+            context.fireUserInboundEventTriggered(event)
         }
         func channelInactive(context: ChannelHandlerContext) {
             inbox.markClosed()
@@ -145,6 +154,9 @@ public final class TestChatClient: Sendable {
 
     /// Everything received so far, taken or not.
     public var received: [ServerMessage] { inbox.all }
+
+    /// SHA-256 of the server's public key as this connection's handshake saw it.
+    public var serverFingerprint: [UInt8]? { inbox.peerFingerprint }
 
     /// Whether the server closed the connection.
     public var isClosed: Bool { inbox.closed }

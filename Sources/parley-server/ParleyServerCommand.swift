@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
 import Logging
-import ParleyCrypto
 import ParleyServer
+import ParleyServerSettings
+import ServiceLifecycle
+import UnixSignals
 
 @main
 struct ParleyServerCommand: AsyncParsableCommand {
@@ -12,10 +14,12 @@ struct ParleyServerCommand: AsyncParsableCommand {
         discussion: """
             With no subcommand it serves. The original exercise's form also works:
               parley-server PORT BLOCK_DURATION TIMEOUT
+            Settings come from flags, PARLEY_* environment variables and --config FILE (JSON);
+            see `parley-server serve --help` and docs/OPERATIONS.md. SIGHUP reloads, SIGTERM drains.
             Certificates: scripts/gen-certs.sh makes certs/server.pem and certs/server.key (mode 0600).
             """,
         version: ParleyServerVersion.string,
-        subcommands: [Serve.self, ImportCredentials.self, UserAdmin.self],
+        subcommands: [Serve.self, Check.self, ImportCredentials.self, UserAdmin.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -27,150 +31,99 @@ struct DatabaseOptions: ParsableArguments {
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the server (the default).")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the server (the default).", discussion: ServerSettings.helpText)
 
-    @Argument(help: "Original form: PORT BLOCK_DURATION TIMEOUT (same as --port, --block-duration, --timeout).")
-    var positional: [Int] = []
-
-    @Option(help: "TCP port to listen on.")
-    var port: Int?
-
-    @Option(help: ArgumentHelp("Address to listen on.", valueName: "ADDRESS"))
-    var bind: String = "127.0.0.1"
-
-    @Option(name: .customLong("block-duration"), help: ArgumentHelp("Seconds a name stays locked after 3 wrong passwords.", valueName: "SECONDS"))
-    var blockDuration: Int?
-
-    @Option(help: ArgumentHelp("Seconds without a command before a user is logged out.", valueName: "SECONDS"))
-    var timeout: Int?
-
-    @Option(help: ArgumentHelp("Server certificate (PEM, leaf only).", valueName: "PATH"))
-    var cert: String = "certs/server.pem"
-
-    @Option(help: ArgumentHelp("Server private key (PEM, must be mode 0600).", valueName: "PATH"))
-    var key: String = "certs/server.key"
-
-    @OptionGroup var database: DatabaseOptions
-
-    @Flag(name: .customLong("no-registration"), help: "Refuse logins with unknown names instead of registering them.")
-    var noRegistration = false
-
-    @Option(
-        name: .customLong("insecure-hash-cost"),
-        help: ArgumentHelp("scrypt log2(N) for NEW hashes, for tests and benchmarks only (production: 17).", valueName: "LN"))
-    var hashCost: Int?
-
-    @Option(help: ArgumentHelp("Event loop threads (default: one per core).", valueName: "N"))
-    var threads: Int?
-
-    @Option(
-        name: .customLong("flush-interval-ms"),
-        help: ArgumentHelp("Under load, at most one flush pass per this many ms (0: every loop pass).", valueName: "MS"))
-    var flushIntervalMs: Int = 0
-
-    @Option(
-        name: .customLong("max-pending-logins"),
-        help: ArgumentHelp("Logins waiting for a password hash beyond which new ones are refused.", valueName: "N"))
-    var maxPendingLogins: Int = 256
-
-    @Option(
-        name: .customLong("address-failure-limit"),
-        help: ArgumentHelp(
-            "Failed logins from one address within 5 minutes before it is refused (rate_limited) for 30 s, doubling up to 15 min.",
-            valueName: "N"))
-    var addressFailureLimit: Int = AddressBackoffPolicy().failures
-
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
-
-    func validate() throws {
-        guard positional.isEmpty || positional.count == 3 else {
-            throw ValidationError("the original form takes exactly three numbers: PORT BLOCK_DURATION TIMEOUT")
-        }
-        if !positional.isEmpty, port != nil || blockDuration != nil || timeout != nil {
-            throw ValidationError("give either PORT BLOCK_DURATION TIMEOUT or the --port/--block-duration/--timeout flags, not both")
-        }
-        guard (0...65535).contains(effectivePort) else { throw ValidationError("port must be 0-65535, got \(effectivePort)") }
-        guard effectiveBlockDuration >= 1 else { throw ValidationError("block duration must be at least 1 second") }
-        guard effectiveTimeout >= 1 else { throw ValidationError("timeout must be at least 1 second") }
-        if let hashCost, !PasswordHasher.Parameters.lnBounds.contains(hashCost) {
-            throw ValidationError("--insecure-hash-cost must be in \(PasswordHasher.Parameters.lnBounds)")
-        }
-        if let threads, !(1...64).contains(threads) { throw ValidationError("--threads must be 1-64") }
-        guard (0...1000).contains(flushIntervalMs) else { throw ValidationError("--flush-interval-ms must be 0-1000") }
-        guard (1...1_000_000).contains(maxPendingLogins) else { throw ValidationError("--max-pending-logins must be 1-1000000") }
-        guard (1...1_000_000).contains(addressFailureLimit) else { throw ValidationError("--address-failure-limit must be 1-1000000") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
-    }
-
-    var effectivePort: Int { positional.first ?? port ?? 3331 }
-    var effectiveBlockDuration: Int { positional.count == 3 ? positional[1] : blockDuration ?? 10 }
-    var effectiveTimeout: Int { positional.count == 3 ? positional[2] : timeout ?? 120 }
+    // The flags are the settings table's (ParleyServerSettings), parsed there with the
+    // environment and the file so each setting is declared once.
+    @Argument(parsing: .allUnrecognized, help: "Settings flags, or the original form PORT BLOCK_DURATION TIMEOUT.")
+    var arguments: [String] = []
 
     func run() async throws {
+        // First of all: a SIGHUP while starting must not kill the process (its default action).
+        signal(SIGHUP, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let environment = ProcessInfo.processInfo.environment
+        let loaded = try await loadOrExit(arguments, environment)
+        let levels = LogLevelControl(loaded.settings.logLevel)
+        LoggingSystem.bootstrap { label in ReloadableLogHandler.standardError(label: label, control: levels) }
         let logger = Logger(label: "parley.server")
-        var config = ServerConfiguration()
-        config.host = bind
-        config.port = effectivePort
-        config.blockDuration = .seconds(Int64(effectiveBlockDuration))
-        config.idleTimeout = .seconds(Int64(effectiveTimeout))
-        config.certificatePath = cert
-        config.privateKeyPath = key
-        config.databasePath = database.db
-        config.registrationOpen = !noRegistration
-        if let hashCost { config.hashParameters = .init(ln: hashCost, r: 8, p: 1) }
-        if let threads { config.eventLoopThreads = threads }
-        config.minFlushInterval = .milliseconds(Int64(flushIntervalMs))
-        config.maxPendingHashes = maxPendingLogins
-        config.addressBackoff.failures = addressFailureLimit
-
+        if let file = loaded.configFile { logger.info("configuration read", metadata: ["file": "\(file)"]) }
+        for setting in ServerSettings.table where loaded.sources[setting.key] != nil {
+            logger.info("setting \(setting.key)=\(setting.describe(loaded.settings)) from \(loaded.source(of: setting.key))")
+        }
+        // Trapped before READY=1: a reload systemd sends right after start is queued, not lost.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         let server: ChatServer
         do {
-            server = try await ChatServer.start(configuration: config, logger: logger)
+            server = try await ChatServer.start(configuration: loaded.settings.server, logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(70)
         }
-        let stop = SignalWaiter(signals: [SIGINT, SIGTERM])
-        await stop.wait()
-        logger.info("shutting down")
-        try await server.shutdown()
+        let notifier = SystemdNotifier(environment: environment)
+        let status = "listening on \(loaded.settings.server.host):\(server.port)"
+        if let failure = notifier.notify(.ready(status: status)) { logger.warning("systemd notify: \(failure)") }
+        let reloader = ServerReloader(
+            running: loaded.settings, arguments: arguments, environment: environment, server: server, levels: levels,
+            logger: logger)
+        let service = ParleyService(server: server, reloader: reloader, hangups: hangups, notifier: notifier, status: status, logger: logger)
+        var group = ServiceGroupConfiguration(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Backstops only: the drain bounds itself (--drain-timeout); these end a drain that could not.
+        let drain = loaded.settings.drainTimeout.nanoseconds / 1_000_000_000
+        group.maximumGracefulShutdownDuration = .seconds(drain + 10)
+        group.maximumCancellationDuration = .seconds(5)
+        try await ServiceGroup(configuration: group).run()
     }
 }
 
-/// Suspends until one of the given signals arrives.
-final class SignalWaiter: @unchecked Sendable {
-    // The sources are created once and only touched on their queue.
-    private var sources: [DispatchSourceSignal] = []
-    private let queue = DispatchQueue(label: "parley.signals")
-    private let signals: [Int32]
+/// Reads the settings, or prints the one line saying what is wrong and exits (64 or 78).
+func loadOrExit(_ arguments: [String], _ environment: [String: String]) async throws -> LoadedSettings {
+    do {
+        return try await SettingsLoader.load(arguments: arguments, environment: environment)
+    } catch {
+        printError("parley-server: \(error.message)")
+        throw ExitCode(error.exitCode)
+    }
+}
 
-    init(signals: [Int32]) { self.signals = signals }
+/// The running server as a service: reloads on SIGHUP until a graceful shutdown, then drains.
+struct ParleyService: Service {
+    let server: ChatServer
+    var reloader: ServerReloader
+    let hangups: UnixSignalsSequence
+    let notifier: SystemdNotifier
+    let status: String
+    let logger: Logger
 
-    func wait() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            queue.sync {
-                var resumed = false
-                for sig in signals {
-                    signal(sig, SIG_IGN)
-                    let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-                    source.setEventHandler {
-                        if !resumed {
-                            resumed = true
-                            continuation.resume()
-                        }
-                    }
-                    source.resume()
-                    sources.append(source)
-                }
-            }
+    func run() async throws {
+        var reloader = reloader
+        for await _ in hangups.cancelOnGracefulShutdown() {
+            notifier.notify(.reloading)
+            await reloader.reload()
+            notifier.notify(.ready(status: status))
         }
+        notifier.notify(.stopping)
+        logger.info("shutting down: draining connections")
+        try await server.shutdown(drainTimeout: reloader.running.drainTimeout)
+    }
+}
+
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check the configuration, certificate, key, database permissions and integrity; exit 1 on any problem.",
+        discussion: "Takes the same --config FILE, flags and environment as serve. One line per finding: ok, warning or problem.")
+
+    @Argument(parsing: .allUnrecognized, help: "--config FILE and settings flags, as for serve.")
+    var arguments: [String] = []
+
+    func run() async throws {
+        let loaded = try await loadOrExit(arguments, ProcessInfo.processInfo.environment)
+        let lines = await ConfigCheck.run(loaded)
+        for line in lines { print(line) }
+        let problems = lines.filter { $0.status == .problem }.count
+        let warnings = lines.filter { $0.status == .warning }.count
+        print(problems == 0 ? "check passed (\(warnings) warnings)" : "check failed: \(problems) problems, \(warnings) warnings")
+        if problems > 0 { throw ExitCode(1) }
     }
 }

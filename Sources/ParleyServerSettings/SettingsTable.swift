@@ -1,0 +1,96 @@
+import Configuration
+import Logging
+import ParleyCrypto
+import ParleyServer
+
+extension ServerSettings {
+    /// Every setting `parley-server` takes, once. To add one, add one entry here (a field in
+    /// `ServerConfiguration` or `ServerSettings` for it to land in); flags, environment, the
+    /// file, help, `check` and reload follow. A reloadable one must also be read from the
+    /// server's `RuntimeSettings` (see `ServerReloader`), not from the start-up configuration.
+    public static let table: [Setting] = [
+        .int("port", range: 0...65535, help: "TCP port to listen on (0: any free port).", \.server.port),
+        .string("bind", valueName: "ADDRESS", help: "Address to listen on.", \.server.host),
+        .duration(
+            "block-duration", range: 1...Int.max, reloadable: true,
+            help: "Seconds a name stays locked after 3 wrong passwords.", \.server.blockDuration),
+        .duration(
+            "timeout", range: 1...Int.max, reloadable: true,
+            help: "Seconds without a command before a user is logged out (new connections).", \.server.idleTimeout),
+        .string("cert", reloadable: true, valueName: "PATH", help: "Server certificate chain (PEM, leaf first).", \.server.certificatePath),
+        .string("key", reloadable: true, valueName: "PATH", help: "Server private key (PEM, mode 0600).", \.server.privateKeyPath),
+        .string("db", valueName: "PATH", help: "SQLite database file.", \.server.databasePath),
+        .bool(
+            "registration-open", flag: .clears("no-registration"), reloadable: true,
+            help: "Whether unknown names register at first login (--no-registration: refuse them).",
+            \.server.registrationOpen),
+        Setting(
+            key: "insecure-hash-cost", type: .int, valueName: "LN",
+            help: "scrypt log2(N) for NEW hashes, for tests and benchmarks only (production: 17).",
+            read: { String($0.server.hashParameters.ln) },
+            write: { settings, content in
+                let bounds = PasswordHasher.Parameters.lnBounds
+                guard case .int(let ln) = content else { return "must be an integer" }
+                guard bounds.contains(ln) else { return "must be \(bounds.lowerBound)-\(bounds.upperBound)" }
+                settings.server.hashParameters = .init(ln: ln, r: 8, p: 1)
+                return nil
+            },
+            copy: { $0.server.hashParameters = $1.server.hashParameters }),
+        .int("threads", range: 1...64, help: "Event loop threads (default: one per core).", \.server.eventLoopThreads),
+        .duration(
+            "flush-interval-ms", unit: .milliseconds, range: 0...1000,
+            help: "Under load, at most one flush pass per this many ms (0: every loop pass).", \.server.minFlushInterval),
+        .int(
+            "max-pending-logins", range: 1...1_000_000,
+            help: "Logins waiting for a password hash beyond which new ones are refused.", \.server.maxPendingHashes),
+        .int(
+            "address-failure-limit", range: 1...1_000_000,
+            help: "Failed logins from one address within 5 minutes before it is refused for 30 s, doubling up to 15 min.",
+            \.server.addressBackoff.failures),
+        Setting(
+            key: "log-level", type: .string, reloadable: true, valueName: "LEVEL",
+            help: "trace, debug, info, notice, warning, error or critical.",
+            read: { $0.logLevel.rawValue },
+            write: { settings, content in
+                guard case .string(let name) = content, let level = Logger.Level(rawValue: name) else {
+                    return "must be one of trace, debug, info, notice, warning, error, critical"
+                }
+                settings.logLevel = level
+                return nil
+            },
+            copy: { $0.logLevel = $1.logLevel }),
+        .duration(
+            "drain-timeout", range: 1...3600, reloadable: true,
+            help: "Seconds a SIGTERM/SIGINT drain may take before the connections left are closed.", \.drainTimeout),
+    ]
+
+    /// The exercise's positional form, `parley-server PORT BLOCK_DURATION TIMEOUT`, as table keys.
+    static let positionalKeys: [(name: String, key: String)] = [
+        ("PORT", "port"), ("BLOCK_DURATION", "block-duration"), ("TIMEOUT", "timeout"),
+    ]
+
+    /// The setting with this file key.
+    public static func setting(_ key: String) -> Setting? { table.first { $0.key == key } }
+
+    /// Help text for `serve --help`, from the table.
+    public static var helpText: String {
+        let defaults = ServerSettings()
+        var lines = [
+            "Settings (precedence: flag > environment variable > --config FILE (JSON) > default):",
+            "  --config FILE  JSON object of the keys below (env PARLEY_CONFIG); unknown keys are an error.",
+        ]
+        for setting in table {
+            let flag: String
+            switch setting.flag {
+            case .value(let name): flag = "--\(name) \(setting.valueName)"
+            case .clears(let name): flag = "--\(name)"
+            case .none: flag = "(no flag: secret)"
+            }
+            let reload = setting.reloadable ? ", reloads on SIGHUP" : ""
+            lines.append("  \(flag)")
+            lines.append("      \(setting.help)")
+            lines.append("      key \"\(setting.key)\", env \(setting.environmentVariable), default \(setting.describe(defaults))\(reload)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
