@@ -156,11 +156,7 @@ extension Setting {
             read: { String($0[keyPath: path].nanoseconds / unit.nanoseconds) },
             write: { settings, content in
                 guard case .int(let value) = content else { return "must be a whole number of \(unit.word)" }
-                guard range.contains(value) else {
-                    return range.upperBound == Int.max
-                        ? "must be at least \(range.lowerBound) \(unit.word)"
-                        : "must be \(range.lowerBound)-\(range.upperBound) \(unit.word)"
-                }
+                guard range.contains(value) else { return "must be \(range.lowerBound)-\(range.upperBound) \(unit.word)" }
                 settings[keyPath: path] = .nanoseconds(Int64(value) * unit.nanoseconds)
                 return nil
             },

@@ -32,7 +32,8 @@ public enum SettingsLoader {
         let configFile = command.configFile ?? environment["PARLEY_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
         let secretVariables = Set(ServerSettings.table.filter(\.secret).map(\.environmentVariable))
         let env = EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: .specific(secretVariables))
-        let file = try await configFile.map { path throws(SettingError) in try await FileSource.read(path) }
+        var file: FileSource?
+        if let configFile { file = try await FileSource.read(configFile) }
 
         var loaded = LoadedSettings(settings: ServerSettings(), sources: [:], configFile: configFile)
         for setting in ServerSettings.table {
@@ -159,7 +160,7 @@ struct CommandLine {
             }
             let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
             let name = parts[0]
-            var inline = parts.count == 2 ? parts[1] : nil
+            let inline = parts.count == 2 ? parts[1] : nil
             func value() throws(SettingError) -> String {
                 if let inline { return inline }
                 guard index < arguments.count else { throw usage("\(name) needs a value") }
@@ -179,7 +180,6 @@ struct CommandLine {
                 values[setting.key] = Given(raw: "false", source: .commandLine(flag: name), isClear: true)
             } else {
                 values[setting.key] = Given(raw: try value(), source: .commandLine(flag: name))
-                inline = nil
             }
         }
         guard !positional.isEmpty else { return }

@@ -12,10 +12,10 @@ extension ServerSettings {
         .int("port", range: 0...65535, help: "TCP port to listen on (0: any free port).", \.server.port),
         .string("bind", valueName: "ADDRESS", help: "Address to listen on.", \.server.host),
         .duration(
-            "block-duration", range: 1...Int.max, reloadable: true,
+            "block-duration", range: 1...oneYear, reloadable: true,
             help: "Seconds a name stays locked after 3 wrong passwords.", \.server.blockDuration),
         .duration(
-            "timeout", range: 1...Int.max, reloadable: true,
+            "timeout", range: 1...oneYear, reloadable: true,
             help: "Seconds without a command before a user is logged out (new connections).", \.server.idleTimeout),
         .string("cert", reloadable: true, valueName: "PATH", help: "Server certificate chain (PEM, leaf first).", \.server.certificatePath),
         .string("key", reloadable: true, valueName: "PATH", help: "Server private key (PEM, mode 0600).", \.server.privateKeyPath),
@@ -63,6 +63,9 @@ extension ServerSettings {
             "drain-timeout", range: 1...3600, reloadable: true,
             help: "Seconds a SIGTERM/SIGINT drain may take before the connections left are closed.", \.drainTimeout),
     ]
+
+    /// Upper bound of the durations a person sets (larger ones would overflow nanoseconds).
+    static let oneYear = 365 * 86_400
 
     /// The exercise's positional form, `parley-server PORT BLOCK_DURATION TIMEOUT`, as table keys.
     static let positionalKeys: [(name: String, key: String)] = [

@@ -58,7 +58,7 @@ struct SettingsTests {
         #expect(env?.message == #"port must be an integer, got "abc" (environment variable PARLEY_PORT)"#)
         #expect(env?.exitCode == 78)
         let flag = await failure(["--block-duration", "0"])
-        #expect(flag?.message == "block-duration must be at least 1 seconds, got \"0\" (command line --block-duration)")
+        #expect(flag?.message == "block-duration must be 1-31536000 seconds, got \"0\" (command line --block-duration)")
         #expect(flag?.exitCode == 64)
         let level = try writeConfig(#"{"log-level": "loud"}"#, in: directory)
         let file = await failure(["--config", level])
