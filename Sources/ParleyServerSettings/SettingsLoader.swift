@@ -39,7 +39,7 @@ public enum SettingsLoader {
         for setting in ServerSettings.table {
             let found: (ConfigContent, SettingSource, String)?
             if let given = command.values[setting.key] {
-                found = (try given.content(for: setting), given.source, given.raw)
+                found = (try given.content(for: setting), given.source, setting.secret ? "<secret>" : "\"\(given.raw)\"")
             } else if let value = try lookUpEnvironment(setting, in: env) {
                 found = value
             } else if let file, let value = try file.lookUp(setting) {
@@ -95,10 +95,27 @@ struct FileSource: Sendable {
         }
         let known = Set(ServerSettings.table.map(\.key))
         if let unknown = seen.withLockedValue({ $0 }).sorted().first(where: { !known.contains($0) }) {
-            let hint = ServerSettings.table.map(\.key).first { $0.hasPrefix(unknown.prefix(3)) }.map { " (did you mean \"\($0)\"?)" } ?? ""
+            let hint = closestKey(to: unknown).map { " (did you mean \"\($0)\"?)" } ?? ""
             throw SettingError("unknown key \"\(unknown)\" in configuration file \(path)\(hint)", exitCode: 78)
         }
         return FileSource(path: path, provider: provider)
+    }
+
+    /// The table key a typo most likely meant: fewest single-character edits, at most 3.
+    static func closestKey(to typo: String) -> String? {
+        func distance(_ a: [Character], _ b: [Character]) -> Int {
+            var previous = Array(0...b.count)
+            for (i, x) in a.enumerated() {
+                var current = [i + 1]
+                for (j, y) in b.enumerated() {
+                    current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
+                }
+                previous = current
+            }
+            return previous[b.count]
+        }
+        let scored = ServerSettings.table.map { ($0.key, distance(Array(typo), Array($0.key))) }
+        return scored.filter { $0.1 <= 3 }.min { $0.1 < $1.1 }?.0
     }
 
     func lookUp(_ setting: Setting) throws(SettingError) -> (ConfigContent, SettingSource, String)? {
