@@ -72,7 +72,12 @@ extension TLSContext {
             throw .configuration(OpenSSLErrorQueue.describe("loading certificate \(certificatePath)"))
         }
         guard SSL_CTX_use_PrivateKey_file(ctx, privateKeyPath, SSL_FILETYPE_PEM) == 1 else {
-            throw .configuration(OpenSSLErrorQueue.describe("loading private key \(privateKeyPath)"))
+            // OpenSSL compares the key with the loaded certificate here already.
+            let reasons = OpenSSLErrorQueue.drain()
+            if reasons.contains(where: { $0.contains("key values mismatch") }) {
+                throw .configuration("private key \(privateKeyPath) does not match certificate \(certificatePath)")
+            }
+            throw .configuration("loading private key \(privateKeyPath): \(reasons.joined(separator: "; "))")
         }
         guard SSL_CTX_check_private_key(ctx) == 1 else {
             _ = OpenSSLErrorQueue.drain()
