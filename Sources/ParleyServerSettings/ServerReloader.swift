@@ -3,7 +3,10 @@ import ParleyServer
 
 /// Applies a SIGHUP: reads the settings again from the same sources and hands the reloadable
 /// ones to the running server, without closing a connection. Anything invalid keeps what runs.
-public struct ServerReloader: Sendable {
+public struct ServerReloader: Sendable, CustomStringConvertible {
+    /// Never the fields: they hold the environment, which may hold secrets.
+    public var description: String { "ServerReloader" }
+
     /// The settings in force.
     public private(set) var running: ServerSettings
     private let arguments: [String]

@@ -68,7 +68,10 @@ struct Serve: AsyncParsableCommand {
             running: loaded.settings, arguments: arguments, environment: environment, server: server, levels: levels,
             logger: logger)
         let service = ParleyService(server: server, reloader: reloader, hangups: hangups, notifier: notifier, status: status, logger: logger)
-        var group = ServiceGroupConfiguration(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A fixed name: ServiceLifecycle logs the service's description, which would hold the environment.
+        var group = ServiceGroupConfiguration(
+            services: [.init(service: service, serviceName: "parley-server")], gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
         // Backstops only: the drain bounds itself (--drain-timeout); these end a drain that could not.
         let drain = loaded.settings.drainTimeout.nanoseconds / 1_000_000_000
         group.maximumGracefulShutdownDuration = .seconds(drain + 10)
@@ -88,7 +91,8 @@ func loadOrExit(_ arguments: [String], _ environment: [String: String]) async th
 }
 
 /// The running server as a service: reloads on SIGHUP until a graceful shutdown, then drains.
-struct ParleyService: Service {
+struct ParleyService: Service, CustomStringConvertible {
+    var description: String { "parley-server" }
     let server: ChatServer
     var reloader: ServerReloader
     let hangups: UnixSignalsSequence

@@ -1,5 +1,8 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import ParleyProtocol
+@testable import ParleyServer
 import ParleyTestSupport
 import Testing
 
@@ -90,7 +93,9 @@ struct SignalTests {
 
     @Test("SIGTERM with users online: each gets loggedout server_shutdown, and the process exits 0 within the drain bound")
     func drainOnSigterm() async throws {
-        let server = try await ServerProcess.start(["--drain-timeout", "5"])
+        // Debug logging and a variable standing for a secret: the shutdown logs must not print the environment.
+        let server = try await ServerProcess.start(
+            ["--drain-timeout", "5", "--log-level", "debug"], environment: ["PARLEY_TEST_CANARY": "canary-secret-value"])
         defer { server.stop() }
         var users: [TestChatClient] = []
         for name in ["ann", "ben", "cat"] {
@@ -107,6 +112,7 @@ struct SignalTests {
         #expect(await server.waitForExit(timeout: 10) == 0)
         #expect(ContinuousClock.now - started < .seconds(8))
         #expect(server.log.contains("draining"))
+        #expect(!server.log.contains("canary-secret-value"), "the environment reached the log")
     }
 
     @Test("SIGINT drains the same way and exits 0")
@@ -118,5 +124,20 @@ struct SignalTests {
         server.send(SIGINT)
         #expect(await ann.next(timeout: 10) { $0 == .loggedOut(reason: .serverShutdown) } != nil)
         #expect(await server.waitForExit(timeout: 15) == 0)
+    }
+}
+
+@Suite("Drain bound")
+struct DrainBoundTests {
+    @Test("work that ends in time reports true; work still going at the deadline reports false at the deadline")
+    func bound() async throws {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        #expect(await ChatServer.finishes(within: .seconds(5), on: loop) {})
+        let stuck = loop.makePromise(of: Void.self)
+        let started = ContinuousClock.now
+        #expect(!(await ChatServer.finishes(within: .milliseconds(200), on: loop) { try? await stuck.futureResult.get() }))
+        let waited = ContinuousClock.now - started
+        #expect(waited >= .milliseconds(190) && waited < .seconds(3))
+        stuck.succeed()
     }
 }
