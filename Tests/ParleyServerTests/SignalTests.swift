@@ -132,7 +132,7 @@ struct DrainBoundTests {
     @Test("work that ends in time reports true; work still going at the deadline reports false at the deadline")
     func bound() async throws {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
-        #expect(await ChatServer.finishes(within: .seconds(5), on: loop) {})
+        #expect(await ChatServer.finishes(within: .seconds(60), on: loop) {})
         let stuck = loop.makePromise(of: Void.self)
         let started = ContinuousClock.now
         #expect(!(await ChatServer.finishes(within: .milliseconds(200), on: loop) { try? await stuck.futureResult.get() }))
