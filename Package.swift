@@ -84,6 +84,8 @@ let package = Package(
         ] + nio),
         .testTarget(name: "ParleyServerTests", dependencies: [
             "ParleyServer", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore",
+            // The crash test reads the database file itself (PRAGMA quick_check, what survived).
+            .product(name: "SQLiteNIO", package: "sqlite-nio"),
         ] + nio),
     ]
 )

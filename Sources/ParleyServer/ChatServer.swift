@@ -16,10 +16,13 @@ public final class ChatServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let service: ChatService
     private let logger: Logger
+    private let admin: AdminServer?
 
-    private init(port: Int, channel: Channel, group: MultiThreadedEventLoopGroup, service: ChatService, logger: Logger) {
+    private init(port: Int, channel: Channel, admin: AdminServer?, group: MultiThreadedEventLoopGroup,
+                 service: ChatService, logger: Logger) {
         self.port = port
         self.channel = channel
+        self.admin = admin
         self.group = group
         self.service = service
         self.logger = logger
@@ -68,10 +71,16 @@ public final class ChatServer: Sendable {
             store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger,
             admission: admission)
         let channel: Channel
+        var admin: AdminServer?
         let tlsSettings = TLSHandler.Settings(context: tls, handshakeTimeout: configuration.handshakeTimeout, logger: logger)
         do {
             try await hub.startWakers()
             service.memory.start(on: loops[0])
+            // Before the chat port: a second server on the same socket (so, most likely, the same
+            // database) stops here, before it takes any client.
+            if let path = configuration.adminSocketPath {
+                admin = try await AdminServer.start(path: path, group: group, service: service)
+            }
             channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -93,6 +102,7 @@ public final class ChatServer: Sendable {
                 }
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
+            await admin?.stop()
             service.memory.stop()
             try? await passwords.shutdown()
             try? await chatStore.close()
@@ -101,11 +111,12 @@ public final class ChatServer: Sendable {
         }
         let port = channel.localAddress?.port ?? configuration.port
         logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "tls": "1.3"])
-        return ChatServer(port: port, channel: channel, group: group, service: service, logger: logger)
+        return ChatServer(port: port, channel: channel, admin: admin, group: group, service: service, logger: logger)
     }
 
     /// Tells every user the server is going away, closes every connection, then the store.
     public func shutdown() async throws {
+        await admin?.stop()
         try? await channel.close()
         let goodbye = ServerMessage.loggedOut(reason: .serverShutdown).frame()
         _ = try? await service.hub.disconnectAll(sending: goodbye).get()

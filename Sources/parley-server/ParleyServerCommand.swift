@@ -15,7 +15,7 @@ struct ParleyServerCommand: AsyncParsableCommand {
             Certificates: scripts/gen-certs.sh makes certs/server.pem and certs/server.key (mode 0600).
             """,
         version: ParleyServerVersion.string,
-        subcommands: [Serve.self, ImportCredentials.self, UserAdmin.self],
+        subcommands: [Serve.self, ImportCredentials.self, UserAdmin.self, AdminSocketCommand.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -80,6 +80,19 @@ struct Serve: AsyncParsableCommand {
             valueName: "N"))
     var addressFailureLimit: Int = AddressBackoffPolicy().failures
 
+    @Option(
+        name: .customLong("admin-socket"),
+        help: ArgumentHelp("Unix socket (mode 0600) for `parley-server admin`; \"\" or none turns it off (default: <db>.admin.sock).", valueName: "PATH"))
+    var adminSocket: String?
+
+    /// The admin socket's path when none is given: beside the database.
+    static func defaultAdminSocket(database: String) -> String { database + ".admin.sock" }
+
+    var effectiveAdminSocket: String? {
+        guard let adminSocket else { return Self.defaultAdminSocket(database: database.db) }
+        return adminSocket.isEmpty || adminSocket == "none" ? nil : adminSocket
+    }
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -130,6 +143,9 @@ struct Serve: AsyncParsableCommand {
         config.minFlushInterval = .milliseconds(Int64(flushIntervalMs))
         config.maxPendingHashes = maxPendingLogins
         config.addressBackoff.failures = addressFailureLimit
+        config.adminSocketPath = effectiveAdminSocket
+        // SIGHUP is the reload signal; the admin socket's `reload` raises it in this process.
+        config.adminReload = { kill(getpid(), SIGHUP) }
 
         let server: ChatServer
         do {
