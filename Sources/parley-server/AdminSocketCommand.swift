@@ -8,8 +8,8 @@ struct AdminSocketCommand: AsyncParsableCommand {
         commandName: "admin",
         abstract: "Talk to a running server over its admin socket: who, kick, disable, reload.",
         discussion: """
-            The socket is <db>.admin.sock unless the server was started with --admin-socket; only the
-            server's own user (or root) may use it. Exit status: 0 done, 1 refused by the server, 69 no
+            The socket is <db>.admin.sock unless the server was started with --admin-socket; only the \
+            server's own user (or root) may use it. Exit status: 0 done, 1 refused by the server, 69 no \
             server listening.
             """,
         subcommands: [Who.self, Kick.self, Disable.self, Reload.self])
@@ -27,7 +27,7 @@ struct AdminSocketCommand: AsyncParsableCommand {
             if let socket, socket.isEmpty { throw ValidationError("--socket must not be empty") }
         }
 
-        var path: String { socket ?? Serve.defaultAdminSocket(database: db ?? DatabaseOptions().db) }
+        var path: String { socket ?? Serve.defaultAdminSocket(database: db ?? DatabaseOptions.defaultPath) }
     }
 
     struct Who: AsyncParsableCommand {

@@ -22,8 +22,11 @@ struct ParleyServerCommand: AsyncParsableCommand {
 
 /// Options every subcommand that touches the database shares.
 struct DatabaseOptions: ParsableArguments {
+    /// The database when no --db is given.
+    static let defaultPath = "parley.sqlite"
+
     @Option(name: .long, help: ArgumentHelp("SQLite database file.", valueName: "PATH"))
-    var db: String = "parley.sqlite"
+    var db: String = DatabaseOptions.defaultPath
 }
 
 struct Serve: AsyncParsableCommand {
