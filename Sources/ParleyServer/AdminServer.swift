@@ -33,7 +33,7 @@ final class AdminServer: Sendable {
                 }
             }
         let (channel, file) = try await AdminSocketFile.bind(bootstrap, path: path, group: group)
-        service.logger.info("admin socket listening", metadata: ["path": "\(path)"])
+        service.logger.info("admin socket ready", metadata: ["path": "\(path)"])
         return AdminServer(channel: channel, file: file)
     }
 
