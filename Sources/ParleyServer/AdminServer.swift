@@ -94,6 +94,9 @@ final class AdminHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard permitted, !answered else { return }
         answered = true
+        // The deadline is for the request line; carrying it out (a store write) may take longer.
+        deadline?.cancel()
+        deadline = nil
         let request: AdminRequest
         switch unwrapInboundIn(data) {
         case .tooLarge:

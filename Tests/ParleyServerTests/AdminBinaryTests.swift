@@ -143,4 +143,22 @@ struct AdminBinaryTests {
         #expect(try await admin(["who"], off).status == 69, "--admin-socket none: no socket")
         off.stop()
     }
+
+    @Test("another user is refused by the peer check even when the socket file lets them connect",
+          .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"),
+                   "needs root to run the client as nobody"))
+    func anotherUsersProcessIsRefused() async throws {
+        let server = try await ServerProcess.start()
+        defer { server.stop() }
+        let socket = server.databasePath + ".admin.sock"
+        // Open the file (and its directory) wide, as a careless operator might: the uid check remains.
+        #expect(chmod(server.certs.directory.path, 0o755) == 0 && chmod(socket, 0o666) == 0)
+        let stranger = try await BinaryRun.run(URL(fileURLWithPath: "/usr/bin/setpriv"), [
+            "--reuid=65534", "--regid=65534", "--clear-groups", ServerBinary.url.path, "admin", "who", "--socket", socket,
+        ], timeout: 30)
+        #expect(stranger.status == 1, "\(stranger.output)")
+        #expect(stranger.output.contains("(permission_denied)"), "\(stranger.output)")
+        #expect(try await admin(["who"], server).status == 0, "the server's own user still gets in")
+        #expect(server.log.contains("admin socket: connection refused"), "the refusal is logged")
+    }
 }

@@ -71,7 +71,8 @@ struct CrashSafetyTests {
         setup.stop()
 
         for round in 0..<rounds {
-            let server = try await ServerProcess.start(certs: certs)
+            // One event loop: the test shares the machine with the rest of the suite.
+            let server = try await ServerProcess.start(["--threads", "1"], certs: certs)
             // Two recipients log in (their stored messages are checked, then acked); the other two
             // stay offline and are written to, so every `ok` a sender gets means "stored".
             let readers = [recipients[round % 4], recipients[(round + 1) % 4]]
