@@ -99,6 +99,8 @@ let package = Package(
         ] + nio),
         .testTarget(name: "ParleyServerTests", dependencies: [
             "ParleyServer", "ParleyServerSettings", "ParleyTLS", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore",
+            // The crash test reads the database file itself (PRAGMA quick_check, what survived).
+            .product(name: "SQLiteNIO", package: "sqlite-nio"),
         ] + nio),
     ]
 )

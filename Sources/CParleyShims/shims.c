@@ -1,3 +1,7 @@
+#if defined(__linux__)
+#define _GNU_SOURCE  // struct ucred
+#include <sys/socket.h>
+#endif
 #include "CParleyShims.h"
 #include <openssl/crypto.h>
 
@@ -34,4 +38,11 @@ SSL *parley_X509_STORE_CTX_get_ssl(X509_STORE_CTX *store) {
 int parley_malloc_trim(size_t pad) { return malloc_trim(pad); }
 #else
 int parley_malloc_trim(size_t pad) { (void)pad; return 0; }
+#endif
+
+#if defined(__linux__)
+_Static_assert(sizeof(parley_ucred) == sizeof(struct ucred), "parley_ucred must match struct ucred");
+int parley_SO_PEERCRED(void) { return SO_PEERCRED; }
+#else
+int parley_SO_PEERCRED(void) { return -1; }
 #endif

@@ -214,6 +214,7 @@ public struct ClientStateMachine: Sendable {
                 phase = .askingPassword(username: name)
                 out.append(.readLine(prompt: "Password: ", secret: true))
             case .accountLocked, .accountLockedNow: finish(.accountLocked, &out)
+            case .accountDisabled: finish(.badCredentials, &out)
             case .alreadyOnline: finish(.alreadyOnline, &out)
             case .invalidUsername, .registrationClosed:
                 // A name given on the command line cannot be re-asked; a typed one can.
@@ -272,7 +273,7 @@ public struct ClientStateMachine: Sendable {
             switch ending {
             case .timeout: finish(.timedOut, &out)
             case .logout: finish(.ok, &out)
-            case .serverShutdown, .slowConsumer: finish(.connectionLost, &out)
+            case .serverShutdown, .slowConsumer, .kicked, .disabled: finish(.connectionLost, &out)
             case nil: showFailure(error ?? .connectionClosed, &out)
             }
         }

@@ -65,6 +65,8 @@ public enum Presenter {
         case .logout: []
         case .serverShutdown: ["The server is shutting down. You have been logged out."]
         case .slowConsumer: ["You have been logged out because messages could not be delivered to you fast enough."]
+        case .kicked: ["You have been logged out by the server operator."]
+        case .disabled: ["Your account has been disabled by the server operator. You have been logged out."]
         }
     }
 

@@ -4,6 +4,10 @@ public enum LogoutReason: String, Sendable, Hashable, CaseIterable {
     case serverShutdown = "server_shutdown"
     /// The client did not read fast enough and its outbound queue overflowed.
     case slowConsumer = "slow_consumer"
+    /// The server operator logged the user out (`parley-server admin kick`).
+    case kicked
+    /// The server operator disabled the account (`parley-server admin disable`).
+    case disabled
 }
 
 /// A server-to-client frame: the greeting, replies to requests, and unsolicited events.

@@ -17,16 +17,18 @@ public final class ChatServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     let service: ChatService
     let logger: Logger
+    private let admin: AdminServer?
     /// The TLS settings the next connection gets; a reload swaps in a new context, and open
     /// connections keep the one they were made with (each handler holds its own reference).
     let tls: NIOLockedValueBox<TLSHandler.Settings>
 
     private init(
-        port: Int, channel: Channel, group: MultiThreadedEventLoopGroup, service: ChatService, logger: Logger,
-        tls: NIOLockedValueBox<TLSHandler.Settings>
+        port: Int, channel: Channel, admin: AdminServer?, group: MultiThreadedEventLoopGroup, service: ChatService,
+        logger: Logger, tls: NIOLockedValueBox<TLSHandler.Settings>
     ) {
         self.port = port
         self.channel = channel
+        self.admin = admin
         self.group = group
         self.service = service
         self.logger = logger
@@ -78,11 +80,17 @@ public final class ChatServer: Sendable {
             store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger,
             admission: admission)
         let channel: Channel
+        var admin: AdminServer?
         let tlsSettings = NIOLockedValueBox(
             TLSHandler.Settings(context: tls, handshakeTimeout: configuration.handshakeTimeout, logger: logger))
         do {
             try await hub.startWakers()
             service.memory.start(on: loops[0])
+            // Before the chat port: a second server on the same socket (so, most likely, the same
+            // database) stops here, before it takes any client.
+            if let path = configuration.adminSocketPath {
+                admin = try await AdminServer.start(path: path, group: group, service: service)
+            }
             channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -104,6 +112,7 @@ public final class ChatServer: Sendable {
                 }
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
+            await admin?.stop()
             service.memory.stop()
             try? await passwords.shutdown()
             try? await chatStore.close()
@@ -112,7 +121,8 @@ public final class ChatServer: Sendable {
         }
         let port = channel.localAddress?.port ?? configuration.port
         logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "tls": "1.3"])
-        return ChatServer(port: port, channel: channel, group: group, service: service, logger: logger, tls: tlsSettings)
+        return ChatServer(
+            port: port, channel: channel, admin: admin, group: group, service: service, logger: logger, tls: tlsSettings)
     }
 
     /// Refuses to serve from a file SQLite reports damaged: better down than losing messages.
@@ -129,6 +139,7 @@ public final class ChatServer: Sendable {
     /// `drainTimeout`, whatever has not finished by then (a client that never reads its goodbye,
     /// a store write that hangs) is cut off: the event loops close the connections left.
     public func shutdown(drainTimeout: TimeAmount? = nil) async throws {
+        await admin?.stop()
         try? await channel.close()
         let outcome = DrainOutcome()
         let drain: @Sendable () async -> Void = { [service] in

@@ -112,9 +112,40 @@ final class ChatService: Sendable {
         try? await store.pendingMessages(for: name, after: lastID, limit: configuration.offlineBatchSize)
     }
 
-    /// Deletes a stored message its recipient acked (idempotent; a failure leaves it for next time).
-    func acknowledge(_ delivery: Int64, for name: String) async {
-        _ = try? await store.acknowledge(delivery: delivery, for: name)
+    /// The first batch at login, and whether the account still exists and is enabled. An operator's
+    /// `disable` that lands while the password is being checked finds nobody online to log out, so
+    /// the login looks again once it is online: whichever of the two comes second sees the other.
+    func loginDelivery(for name: String) async -> (enabled: Bool, batch: [StoredMessage]?) {
+        do {
+            guard let account = try await store.account(named: name), !account.disabled else { return (false, nil) }
+            return (true, try await store.pendingMessages(for: name, after: 0, limit: configuration.offlineBatchSize))
+        } catch {
+            // The account was read a moment ago at login; a failing store does not log anyone out.
+            return (true, nil)
+        }
+    }
+
+    /// Disables (or enables) an account durably: true if done, false if there is no such account,
+    /// nil if the store failed.
+    func setDisabled(_ name: String, _ disabled: Bool) async -> Bool? {
+        do {
+            return try await store.setDisabled(name: name, disabled: disabled)
+        } catch {
+            logger.error("disabling an account failed: \(error)", metadata: ["user": "\(name)"])
+            return nil
+        }
+    }
+
+    /// Deletes a stored message its recipient acked (idempotent); false if the store failed, which
+    /// leaves it for next time and must not be answered with ok.
+    func acknowledge(_ delivery: Int64, for name: String) async -> Bool {
+        do {
+            _ = try await store.acknowledge(delivery: delivery, for: name)
+            return true
+        } catch {
+            logger.error("deleting an acked message failed: \(error)", metadata: ["user": "\(name)"])
+            return false
+        }
     }
 
     /// Stores a message for a user who is not online.
@@ -254,6 +285,12 @@ extension ChatService {
         -> Result<Authenticated, ProtocolError>
     {
         let name = account.name
+        // Before the claim and the hash: a disabled account costs no hashing and counts no failure.
+        // The refusal says no more than `account_locked` already does (that the name exists).
+        if account.disabled {
+            logger.notice("login refused: account disabled", metadata: ["user": "\(name)"])
+            return .failure(ProtocolError(.accountDisabled))
+        }
         let threshold = configuration.lockoutThreshold
         let lockDuration = TimeInterval(runtime.current.blockDuration.nanoseconds) / 1_000_000_000
         let attempt: Int

@@ -105,23 +105,39 @@ extension ClientHandler {
     }
 
     /// Sends stored messages oldest first, in batches, before any later request of this
-    /// connection is handled; each is deleted only when the client acks it.
+    /// connection is handled; each is deleted only when the client acks it. The first batch comes
+    /// with a last look at the account (see `ChatService.loginDelivery`).
     private func deliverOffline(to onlineUser: OnlineUser, after lastID: Int64) {
         let name = onlineUser.name
-        runTask({ await $0.pendingMessages(for: name, after: lastID) }) { batch in
-            guard onlineUser.isOpen, let batch, let last = batch.last else { return }
-            for stored in batch {
-                let sent = Int64(stored.sentAt.timeIntervalSince1970 * 1000)
-                self.machine.storedMessageSent(stored.id)
-                self.send(.message(from: stored.sender, text: stored.text, delivery: stored.id, sent: sent))
+        guard lastID == 0 else {
+            runTask({ await $0.pendingMessages(for: name, after: lastID) }) { batch in
+                self.send(batch, to: onlineUser)
             }
-            if batch.count == self.configuration.offlineBatchSize { self.deliverOffline(to: onlineUser, after: last.id) }
+            return
+        }
+        runTask({ await $0.loginDelivery(for: name) }) { outcome in
+            guard outcome.enabled else {
+                _ = self.endedByOperator(.disabled)
+                return
+            }
+            self.send(outcome.batch, to: onlineUser)
         }
     }
 
+    private func send(_ batch: [StoredMessage]?, to onlineUser: OnlineUser) {
+        guard onlineUser.isOpen, let batch, let last = batch.last else { return }
+        for stored in batch {
+            let sent = Int64(stored.sentAt.timeIntervalSince1970 * 1000)
+            machine.storedMessageSent(stored.id)
+            send(.message(from: stored.sender, text: stored.text, delivery: stored.id, sent: sent))
+        }
+        if batch.count == configuration.offlineBatchSize { deliverOffline(to: onlineUser, after: last.id) }
+    }
+
     private func acknowledge(_ delivery: Int64, of name: String, id: Int64?) {
-        runTask({ await $0.acknowledge(delivery, for: name) }) { _ in
-            if id != nil { self.send(.reply(.ok(id: id))) }
+        runTask({ await $0.acknowledge(delivery, for: name) }) { deleted in
+            // The ok says the message will not come again, so it is sent only once that is durable.
+            if id != nil { deleted ? self.send(.reply(.ok(id: id))) : self.reply(id, .internal) }
             self.perform(self.machine.acknowledged(delivery))
         }
     }

@@ -134,6 +134,21 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         perform(machine.timerFired())
     }
 
+    /// The operator ends this session (admin socket); false if it was not logged in.
+    func endedByOperator(_ reason: EndReason) -> Bool {
+        guard context != nil else { return false }
+        let action = machine.endedByOperator(reason)
+        perform(action)
+        return action != .none
+    }
+
+    /// What the operator's `who` shows of this connection; nil unless logged in.
+    var sessionInfo: (address: String, idle: TimeAmount)? {
+        guard context != nil, let idle = machine.idleTime else { return nil }
+        let address = context.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+        return (address, idle)
+    }
+
     /// Called by the session when the client stopped reading and its backlog passed the limit.
     func slowConsumer() {
         perform(machine.slowConsumer())
@@ -186,6 +201,8 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
             // Ended first: the notice then goes straight to the channel, queued behind the backlog,
             // so a client that wakes up in time learns why it was dropped.
             endConnection(reason)
+        case .kicked, .disabled:
+            if let name = onlineUser?.name { logger.notice("logged out by the operator", metadata: ["user": "\(name)", "reason": "\(reason)"]) }
         case .loggedOut, .acksSettled, .disconnected, .serverStopping:
             break
         }

@@ -30,6 +30,11 @@ enum EndReason: Equatable, Sendable {
     case disconnected
     /// The server is stopping: no more work is started for this connection.
     case serverStopping
+    /// The server operator logged the user out (admin socket `kick`).
+    case kicked
+    /// The server operator disabled the account (admin socket `disable`, or found disabled
+    /// right after going online).
+    case disabled
 
     /// What the client is told in `loggedout`, if anything (wire values live in ParleyProtocol).
     var wireReason: LogoutReason? {
@@ -37,6 +42,8 @@ enum EndReason: Equatable, Sendable {
         case .loggedOut: .logout
         case .idle: .timeout
         case .slowConsumer: .slowConsumer
+        case .kicked: .kicked
+        case .disabled: .disabled
         case .loginDeadline, .badFrames, .acksSettled, .disconnected, .serverStopping: nil
         }
     }
@@ -46,6 +53,7 @@ enum EndReason: Equatable, Sendable {
         switch self {
         case .loggedOut: "\(user) logged out"
         case .idle: "\(user) timed out"
+        case .kicked, .disabled: "\(user) was logged out by the server operator"
         default: "\(user) lost the connection to the server"
         }
     }
@@ -257,6 +265,24 @@ struct ConnectionStateMachine<Clock: ConnectionClock> {
         guard case .online = phase else { return .none }
         phase = .closed
         return .close(.slowConsumer)
+    }
+
+    /// The operator ends the session (`.kicked` or `.disabled`); nothing unless logged in. A
+    /// user lingering for acks after their own logout is closed at once: unacked messages stay stored.
+    mutating func endedByOperator(_ reason: EndReason) -> Action {
+        switch phase {
+        case .online, .closing:
+            phase = .closed
+            return .close(reason)
+        case .greeting, .loggingIn, .closed:
+            return .none
+        }
+    }
+
+    /// How long the user has sent nothing (nil unless logged in), for the operator's `who`.
+    var idleTime: TimeAmount? {
+        guard case .online(_, let lastActivity) = phase else { return nil }
+        return clock.now - lastActivity
     }
 
     /// The server refuses new work (shutting down).

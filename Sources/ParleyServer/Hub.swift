@@ -84,6 +84,16 @@ final class Hub: Sendable {
         return names.sorted()
     }
 
+    /// The session of `name`, if online.
+    func onlineUser(named name: String) -> OnlineUser? {
+        state.withLockedValue { $0.online[name]?.onlineUser }
+    }
+
+    /// Every online session (the operator's `who`; read off the lock on each session's loop).
+    func allOnlineUsers() -> [OnlineUser] {
+        state.withLockedValue { s in s.online.values.map(\.onlineUser) }
+    }
+
     /// Whether any of `names` is online (one lock, no copy of the online set).
     func isAnyOnline(_ names: Set<String>) -> Bool {
         state.withLockedValue { s in names.contains { s.online[$0] != nil } }

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import ParleyTLS
 
@@ -8,6 +9,8 @@ final class OnlineUser: @unchecked Sendable {
     let name: String
     let displayName: String
     let eventLoop: EventLoop
+    /// When the login succeeded (wall clock, for the operator's `who`).
+    let loginTime: Date
     private let context: ChannelHandlerContext
     /// The connection's TLS handler: flushes hand gathered frames straight to it (one call instead
     /// of a trip through the pipeline; the hottest path of a fan-out). Nil only in a pipeline
@@ -32,6 +35,7 @@ final class OnlineUser: @unchecked Sendable {
         self.name = name
         self.displayName = displayName
         self.eventLoop = context.eventLoop
+        self.loginTime = Date()
         self.context = context
         self.tls = try? context.pipeline.syncOperations.handler(type: TLSHandler.self)
         self.shard = shard
@@ -123,4 +127,30 @@ final class OnlineUser: @unchecked Sendable {
         context.close(promise: promise)
         return promise.futureResult
     }
+
+    // MARK: operator (admin socket), from any thread
+
+    /// Ends the session on its own loop (`.kicked` or `.disabled`); true if it was logged in.
+    func endByOperator(_ reason: EndReason) -> EventLoopFuture<Bool> {
+        eventLoop.submit { [self] in
+            guard isOpen, let handler = context.handler as? ClientHandler else { return false }
+            return handler.endedByOperator(reason)
+        }
+    }
+
+    /// Address and idle time read on the session's loop; nil once it ended.
+    func operatorView() -> EventLoopFuture<OnlineSession?> {
+        eventLoop.submit { [self] in
+            guard isOpen, let handler = context.handler as? ClientHandler, let info = handler.sessionInfo else { return nil }
+            return OnlineSession(name: displayName, address: info.address, loginTime: loginTime, idle: info.idle)
+        }
+    }
+}
+
+/// One logged-in user as the operator's `who` lists them.
+struct OnlineSession: Sendable, Equatable {
+    let name: String
+    let address: String
+    let loginTime: Date
+    let idle: TimeAmount
 }

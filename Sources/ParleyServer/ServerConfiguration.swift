@@ -55,6 +55,11 @@ public struct ServerConfiguration: Sendable {
     /// Private-session requests waiting for an answer that one user may have made and been sent,
     /// together; more are refused (`too_many_requests`).
     public var maxPendingPrivateRequests: Int = 4
+    /// Unix socket for the operator (`parley-server admin ...`), created mode 0600; nil: none.
+    public var adminSocketPath: String? = nil
+    /// What the admin socket's `reload` does (the executable raises SIGHUP); nil: `reload` is
+    /// refused as unavailable. Called on an event loop, so it must return at once.
+    public var adminReload: (@Sendable () -> Void)? = nil
     /// Test hook: sees every request the server decoded, in order (e.g. to assert that private text
     /// never reaches the server). Nil in production; called on event loops, so it must be quick.
     public var requestObserver: (@Sendable (Request) -> Void)? = nil

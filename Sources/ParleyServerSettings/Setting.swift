@@ -11,6 +11,17 @@ public struct ServerSettings: Sendable {
     public var logLevel: Logger.Level = .info
     /// How long a SIGTERM/SIGINT drain may take before the connections left are closed.
     public var drainTimeout: TimeAmount = .seconds(10)
+    /// The admin socket as set: nil for the default (beside the database), "none" for off.
+    public var adminSocket: String? = nil
+
+    /// The admin socket's path when none is given: beside the database.
+    public static func defaultAdminSocket(database: String) -> String { database + ".admin.sock" }
+
+    /// The admin socket the server opens, or nil when it is turned off.
+    public var adminSocketPath: String? {
+        guard let adminSocket else { return Self.defaultAdminSocket(database: server.databasePath) }
+        return adminSocket == "none" ? nil : adminSocket
+    }
 
     public init() {}
 }

@@ -59,6 +59,16 @@ extension ServerSettings {
                 return nil
             },
             copy: { $0.logLevel = $1.logLevel }),
+        Setting(
+            key: "admin-socket", type: .string, valueName: "PATH",
+            help: "Unix socket (mode 0600) for `parley-server admin`; none turns it off (default: beside the database, <db>.admin.sock).",
+            read: { $0.adminSocket ?? "<db>.admin.sock" },
+            write: { settings, content in
+                guard case .string(let value) = content else { return "must be a string" }
+                settings.adminSocket = value.isEmpty ? "none" : value
+                return nil
+            },
+            copy: { $0.adminSocket = $1.adminSocket }),
         .duration(
             "drain-timeout", range: 1...3600, reloadable: true,
             help: "Seconds a SIGTERM/SIGINT drain may take before the connections left are closed.", \.drainTimeout),

@@ -16,6 +16,14 @@ public protocol ChatStore: Sendable {
     func updatePasswordHash(name: String, passwordHash: String) async throws -> Bool
     /// All accounts, ordered by name.
     func listAccounts() async throws -> [Account]
+    /// Disables (refused at login) or enables an account; false if no such account.
+    @discardableResult
+    func setDisabled(name: String, disabled: Bool) async throws -> Bool
+    /// Deletes an account with, in the same transaction, the messages queued for it, blocks in
+    /// both directions and its login history; false if no such account. Messages it sent to
+    /// others stay queued (their `sender` is a name, not a reference).
+    @discardableResult
+    func deleteAccount(name: String) async throws -> Bool
 
     // MARK: Lockout
 

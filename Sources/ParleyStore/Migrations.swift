@@ -51,6 +51,10 @@ enum SQLiteSchema {
             "CREATE INDEX sessions_by_login ON sessions (login_at)",
             "CREATE INDEX sessions_by_logout ON sessions (logout_at)",
         ]),
+        // An operator can disable an account (refused at login) without deleting what it owns.
+        Migration(version: 2, statements: [
+            "ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0",
+        ]),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }

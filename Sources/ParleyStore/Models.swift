@@ -15,15 +15,18 @@ public struct Account: Sendable, Hashable {
     public var lockedUntil: Date?
     /// When the account was created.
     public var createdAt: Date
+    /// Set by an operator: logins are refused (`account_disabled`) until it is enabled again.
+    public var disabled: Bool
 
     public init(name: String, displayName: String, passwordHash: String, failedAttempts: Int = 0,
-                lockedUntil: Date? = nil, createdAt: Date) {
+                lockedUntil: Date? = nil, createdAt: Date, disabled: Bool = false) {
         self.name = name
         self.displayName = displayName
         self.passwordHash = passwordHash
         self.failedAttempts = failedAttempts
         self.lockedUntil = lockedUntil
         self.createdAt = createdAt
+        self.disabled = disabled
     }
 
     /// Whether the account is locked at `now`.

@@ -33,15 +33,30 @@ extension SQLiteStore {
         try await query("SELECT \(Self.accountColumns) FROM accounts ORDER BY name").map(Self.account(from:))
     }
 
+    @discardableResult
+    public func setDisabled(name: String, disabled: Bool) async throws -> Bool {
+        try await !query("UPDATE accounts SET disabled = ? WHERE name = ? RETURNING name",
+                         [.integer(disabled ? 1 : 0), .text(name)]).isEmpty
+    }
+
+    @discardableResult
+    public func deleteAccount(name: String) async throws -> Bool {
+        // One statement is one transaction: the schema's ON DELETE CASCADE removes the messages
+        // queued for the account, blocks either way and its sessions with it (foreign_keys is on
+        // for this connection). Statements of other callers cannot interleave inside it.
+        try await !query("DELETE FROM accounts WHERE name = ? RETURNING name", [.text(name)]).isEmpty
+    }
+
     private static let accountColumns =
-        "name, display_name, password_hash, failed_attempts, locked_until, created_at"
+        "name, display_name, password_hash, failed_attempts, locked_until, created_at, disabled"
 
     private static func account(from row: SQLiteRow) throws -> Account {
         Account(name: try row.text("name"), displayName: try row.text("display_name"),
                 passwordHash: try row.text("password_hash"),
                 failedAttempts: Int(try row.int("failed_attempts")),
                 lockedUntil: row.optionalInt("locked_until").map(Date.init(unixMilliseconds:)),
-                createdAt: Date(unixMilliseconds: try row.int("created_at")))
+                createdAt: Date(unixMilliseconds: try row.int("created_at")),
+                disabled: try row.int("disabled") != 0)
     }
 
     // MARK: Lockout

@@ -7,37 +7,21 @@ public final class ServerProcess: @unchecked Sendable {
     // Set once in `start`; the test that owns it calls the rest sequentially.
     public let certs: TestCertificates
     public let port: Int
+    /// The database file the server uses.
+    public let databasePath: String
+    /// Where its standard output and error go.
+    public let logPath: String
     private let process: Process
-    private let logPath: String
+    /// Whether `stop` removes the certificates' directory (not when the caller passed them in).
+    private let ownsFiles: Bool
 
-    private init(certs: TestCertificates, port: Int, process: Process, logPath: String) {
+    private init(certs: TestCertificates, port: Int, databasePath: String, logPath: String, process: Process, ownsFiles: Bool) {
         self.certs = certs
         self.port = port
-        self.process = process
+        self.databasePath = databasePath
         self.logPath = logPath
-    }
-
-    /// The database file the server was started with (unless the arguments named another).
-    public var databasePath: String { certs.directory.appendingPathComponent("parley.sqlite").path }
-
-    /// Everything the server has logged so far (stdout and stderr).
-    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-
-    public var isRunning: Bool { process.isRunning }
-
-    /// Sends `signal` (SIGHUP, SIGTERM...) to the server.
-    public func send(_ signal: Int32) { kill(process.processIdentifier, signal) }
-
-    /// The exit status once the process ends within `timeout` seconds, else nil (it keeps running).
-    public func waitForExit(timeout: Double) async -> Int32? {
-        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
-        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-        return process.isRunning ? nil : process.terminationStatus
-    }
-
-    /// Waits up to `timeout` seconds until the log holds `text` `count` times or more.
-    public func waitForLog(_ text: String, count: Int = 1, timeout: Double = 10) async -> Bool {
-        await eventually(timeout) { self.log.components(separatedBy: text).count - 1 >= count }
+        self.process = process
+        self.ownsFiles = ownsFiles
     }
 
     /// A built executable of this package (next to the test bundle).
@@ -47,21 +31,24 @@ public final class ServerProcess: @unchecked Sendable {
         return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
     }
 
-    /// Starts the server and waits (up to `timeout` seconds) until it logs the address it listens on.
-    /// `environment` is added to the test's own; `certs` (else fresh ones) are removed by `stop`.
-    /// Without `standardFlags`, `arguments` are the whole command line (port, files, hash cost).
+    /// Starts the server and waits (up to `timeout` seconds) until it logs the address it listens
+    /// on. With `certs`, it uses them and their directory's parley.sqlite (restarts on one
+    /// database), and `stop` leaves them in place.
+    /// `environment` is added to the test's own. Without `standardFlags`, `arguments` are the
+    /// whole command line (port, files, hash cost).
     public static func start(
         _ arguments: [String] = [], environment: [String: String] = [:], certs given: TestCertificates? = nil,
         standardFlags: Bool = true, timeout: Double = 60
     ) async throws -> ServerProcess {
         let certs = try given ?? TestCertificates.make()
-        let logPath = certs.directory.appendingPathComponent("server.log").path
+        let logPath = certs.directory.appendingPathComponent("server-\(UUID().uuidString.prefix(8)).log").path
+        let databasePath = certs.directory.appendingPathComponent("parley.sqlite").path
         guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw ServerProcessError.noLog }
         let process = Process()
         process.executableURL = productURL("parley-server")
         let standard = [
             "--port", "0", "--cert", certs.certificatePath, "--key", certs.keyPath,
-            "--db", certs.directory.appendingPathComponent("parley.sqlite").path, "--insecure-hash-cost", "10",
+            "--db", databasePath, "--insecure-hash-cost", "10",
         ]
         process.arguments = (standardFlags ? standard : []) + arguments
         if !environment.isEmpty {
@@ -71,20 +58,25 @@ public final class ServerProcess: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         try process.run()
+        try? log.close()
         // Port 0: the server logs the one it got ("listening address=HOST:PORT").
         let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
         while ContinuousClock.now < deadline, process.isRunning {
             let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-            if let line = text.split(separator: "\n").first(where: { $0.contains("listening") }),
+            if let line = text.split(separator: "\n").first(where: { $0.contains("listening") && $0.contains("tls=") }),
                 let range = line.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
                 let port = Int(line[range].split(separator: ":").last!)
             {
-                return ServerProcess(certs: certs, port: port, process: process, logPath: logPath)
+                return ServerProcess(certs: certs, port: port, databasePath: databasePath, logPath: logPath,
+                                     process: process, ownsFiles: given == nil)
             }
-            try await Task.sleep(for: .milliseconds(50))
+            try await Task.sleep(for: .milliseconds(20))
         }
-        process.terminate()
-        throw ServerProcessError.notListening
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        throw ServerProcessError.notListening(log: (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")
     }
 
     /// Freezes the whole process: it neither reads nor answers until `resume()`. Returns once
@@ -115,17 +107,52 @@ public final class ServerProcess: @unchecked Sendable {
 
     public func resume() { kill(process.processIdentifier, SIGCONT) }
 
-    /// Stops the server (thawing it first) and removes its files.
+    /// Stops the server (thawing it first) and removes its files unless they were passed in.
     public func stop() {
         resume()
         if process.isRunning {
             process.interrupt()
             process.waitUntilExit()
         }
-        certs.remove()
+        if ownsFiles { certs.remove() }
+    }
+
+    /// Kills the server with SIGKILL (a crash: nothing is flushed, closed or removed) and waits
+    /// until it is gone.
+    public func crash() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Whether the process is still running.
+    public var isRunning: Bool { process.isRunning }
+
+    /// The process's exit status once it has exited (waits for it).
+    public func waitForExit() -> Int32 {
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// Everything the server logged so far.
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Sends `signal` (SIGHUP, SIGTERM...) to the server.
+    public func send(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
+    /// The exit status once the process ends within `timeout` seconds, else nil (it keeps running).
+    public func waitForExit(timeout: Double) async -> Int32? {
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    /// Waits up to `timeout` seconds until the log holds `text` `count` times or more.
+    public func waitForLog(_ text: String, count: Int = 1, timeout: Double = 10) async -> Bool {
+        await eventually(timeout) { self.log.components(separatedBy: text).count - 1 >= count }
     }
 
     public enum ServerProcessError: Error {
-        case noLog, notListening
+        case noLog
+        case notListening(log: String)
     }
 }

@@ -142,12 +142,15 @@ public final class TestChatClient: Sendable {
         try await request(.login(username: username, password: password))
     }
 
-    /// The first not-yet-taken message matching `predicate`, waiting up to `timeout` seconds.
+    /// The first not-yet-taken message matching `predicate`, waiting up to `timeout` seconds; nil
+    /// at once when the connection has closed without one (nothing more can arrive).
     public func next(timeout: Double = 5, where predicate: @escaping (ServerMessage) -> Bool) async -> ServerMessage? {
         let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
         while true {
+            // Closed is read first: every message read before the close is in the inbox by then.
+            let closed = inbox.closed
             if let message = inbox.take(where: predicate) { return message }
-            if ContinuousClock.now >= deadline { return nil }
+            if closed || ContinuousClock.now >= deadline { return nil }
             try? await Task.sleep(for: .milliseconds(5))
         }
     }

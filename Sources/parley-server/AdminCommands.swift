@@ -50,8 +50,11 @@ struct ImportCredentials: AsyncParsableCommand {
 struct UserAdmin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "user",
-        abstract: "Manage accounts: add, passwd, list, unlock. Passwords are read from the terminal or stdin, never argv.",
-        subcommands: [Add.self, Passwd.self, List.self, Unlock.self])
+        abstract: "Manage accounts: add, passwd, list, unlock, disable, enable, delete. Passwords are read from the terminal or stdin, never argv.",
+        discussion: """
+            These work on the database file. On a running server, `parley-server admin disable NAME` also logs the user out at once.
+            """,
+        subcommands: [Add.self, Passwd.self, List.self, Unlock.self, Disable.self, Enable.self, Delete.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an account.")
@@ -95,8 +98,10 @@ struct UserAdmin: AsyncParsableCommand {
             try await store.close()
             let now = Date()
             for account in accounts {
-                let lock = account.isLocked(at: now) ? "  locked until \(account.lockedUntil!)" : ""
-                print("\(account.displayName)\(lock)")
+                var flags: [String] = []
+                if account.disabled { flags.append("disabled") }
+                if account.isLocked(at: now), let until = account.lockedUntil { flags.append("locked until \(until)") }
+                print(([account.displayName] + flags).joined(separator: "  "))
             }
         }
     }
@@ -112,6 +117,45 @@ struct UserAdmin: AsyncParsableCommand {
             guard done else { throw ValidationError("no account named \(name)") }
             print("unlocked \(name)")
         }
+    }
+
+    struct Disable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Refuse the account's logins (account_disabled) until it is enabled again.",
+            discussion: "A user logged in to a running server stays online; use `parley-server admin disable NAME` for that.")
+        @Argument var name: String
+        @OptionGroup var database: DatabaseOptions
+        func run() async throws { try await UserAdmin.setDisabled(name, true, database) }
+    }
+
+    struct Enable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Allow a disabled account to log in again.")
+        @Argument var name: String
+        @OptionGroup var database: DatabaseOptions
+        func run() async throws { try await UserAdmin.setDisabled(name, false, database) }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete an account, the messages queued for it, its blocks (both ways) and login history, in one transaction.",
+            discussion: "Messages it sent that others have not read yet stay and are still delivered. Disable the account on a running server first so that its user is logged out.")
+        @Argument var name: String
+        @OptionGroup var database: DatabaseOptions
+        func run() async throws {
+            let store = try await SQLiteStore.open(path: database.db)
+            let done = try await store.deleteAccount(name: Validation.canonicalUsername(name))
+            try await store.close()
+            guard done else { throw ValidationError("no account named \(name)") }
+            print("deleted \(name)")
+        }
+    }
+
+    static func setDisabled(_ name: String, _ disabled: Bool, _ database: DatabaseOptions) async throws {
+        let store = try await SQLiteStore.open(path: database.db)
+        let done = try await store.setDisabled(name: Validation.canonicalUsername(name), disabled: disabled)
+        try await store.close()
+        guard done else { throw ValidationError("no account named \(name)") }
+        print("\(disabled ? "disabled" : "enabled") \(name)")
     }
 }
 

@@ -19,15 +19,18 @@ struct ParleyServerCommand: AsyncParsableCommand {
             Certificates: scripts/gen-certs.sh makes certs/server.pem and certs/server.key (mode 0600).
             """,
         version: ParleyServerVersion.string,
-        subcommands: [Serve.self, Check.self, ImportCredentials.self, UserAdmin.self],
+        subcommands: [Serve.self, Check.self, ImportCredentials.self, UserAdmin.self, AdminSocketCommand.self],
         defaultSubcommand: Serve.self
     )
 }
 
 /// Options every subcommand that touches the database shares.
 struct DatabaseOptions: ParsableArguments {
+    /// The database when no --db is given.
+    static let defaultPath = "parley.sqlite"
+
     @Option(name: .long, help: ArgumentHelp("SQLite database file.", valueName: "PATH"))
-    var db: String = "parley.sqlite"
+    var db: String = DatabaseOptions.defaultPath
 }
 
 struct Serve: AsyncParsableCommand {
@@ -56,7 +59,11 @@ struct Serve: AsyncParsableCommand {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         let server: ChatServer
         do {
-            server = try await ChatServer.start(configuration: loaded.settings.server, logger: logger)
+            var configuration = loaded.settings.server
+            // SIGHUP is the reload signal; the admin socket's `reload` raises it in this process.
+            configuration.adminReload = { kill(getpid(), SIGHUP) }
+            configuration.adminSocketPath = loaded.settings.adminSocketPath
+            server = try await ChatServer.start(configuration: configuration, logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(70)

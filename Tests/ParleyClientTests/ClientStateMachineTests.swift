@@ -75,6 +75,10 @@ struct ClientStateMachineTests {
         f.feed(.line("password-carol"))
         // A preset name that is refused cannot be re-asked.
         #expect(exitStatus(f.feed(.frame(.reply(.error(id: 1, .registrationClosed))))) == .badCredentials)
+        var g = Driver(username: "dave")
+        g.feed(.line("password-dave"))
+        #expect(exitStatus(g.feed(.frame(.reply(.error(id: 1, .accountDisabled))))) == .badCredentials,
+                "a disabled account is a refusal, not an internal error")
     }
 
     @Test func commandsAreInFlightTogetherAndLocalOutputWaitsForEarlierReplies() {

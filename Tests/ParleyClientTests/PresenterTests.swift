@@ -17,6 +17,7 @@ struct PresenterTests {
         #expect(human(.login(.refused(code: .accountLocked, message: "x")))
             == ["Your account is blocked due to multiple login failures. Please try again later"])
         #expect(human(.login(.refused(code: .registrationClosed, message: "Closed here"))) == ["Closed here"])
+        #expect(human(.login(.refused(code: .accountDisabled, message: ""))) == ["Error. This account has been disabled by the server operator"])
     }
 
     @Test func eventWording() {
@@ -28,6 +29,9 @@ struct PresenterTests {
         #expect(human(.event(.loggedOut(reason: .timeout))) == ["You have been logged out due to inactivity."])
         #expect(human(.event(.loggedOut(reason: .logout))) == [])
         #expect(human(.event(.loggedOut(reason: .serverShutdown))).first?.contains("shutting down") == true)
+        #expect(human(.event(.loggedOut(reason: .kicked))) == ["You have been logged out by the server operator."])
+        #expect(human(.event(.loggedOut(reason: .disabled)))
+            == ["Your account has been disabled by the server operator. You have been logged out."])
         #expect(human(.event(.error(code: .frameTooLarge, message: "too big"))) == ["too big"])
         #expect(human(.event(.hello(version: 1, server: "s"))) == [])
         #expect(human(.event(.privateDeclined(user: "bob"))) == [])

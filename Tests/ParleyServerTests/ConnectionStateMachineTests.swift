@@ -274,5 +274,37 @@ struct ConnectionStateMachineTests {
         #expect(EndReason.loggedOut.privateStopText(user: "Bob") == "Bob logged out")
         #expect(EndReason.idle.privateStopText(user: "Bob") == "Bob timed out")
         #expect(EndReason.slowConsumer.privateStopText(user: "Bob") == "Bob lost the connection to the server")
+        #expect(EndReason.kicked.wireReason?.rawValue == "kicked")
+        #expect(EndReason.disabled.wireReason?.rawValue == "disabled")
+        #expect(EndReason.kicked.privateStopText(user: "Bob") == "Bob was logged out by the server operator")
+    }
+
+    @Test func theOperatorEndsOnlyALoggedInSessionAndReadsItsIdleTime() {
+        let clock = ManualClock()
+        var greeting = makeMachine(clock)
+        _ = greeting.connected()
+        #expect(greeting.idleTime == nil, "no idle time before login")
+        let step70 = greeting.endedByOperator(.kicked)
+        #expect(step70 == .none, "nobody to log out before login")
+        #expect(!greeting.isClosed)
+
+        var machine = online(clock)
+        clock.advance(.seconds(30))
+        #expect(machine.idleTime == .seconds(30))
+        _ = machine.received(request(.whoelse, 2))
+        clock.advance(.seconds(5))
+        #expect(machine.idleTime == .seconds(5), "a request moves the idle time back")
+        let step71 = machine.endedByOperator(.disabled)
+        #expect(step71 == .close(.disabled))
+        #expect(machine.isClosed)
+        #expect(machine.idleTime == nil)
+        let step72 = machine.endedByOperator(.kicked)
+        #expect(step72 == .none, "ending twice does nothing")
+
+        var lingering = online(clock)
+        lingering.storedMessageSent(9)
+        _ = lingering.received(request(.logout, 3))
+        let step73 = lingering.endedByOperator(.kicked)
+        #expect(step73 == .close(.kicked), "a session waiting for acks after logout is closed at once")
     }
 }

@@ -40,6 +40,12 @@ void parley_OPENSSL_free(void *ptr);
 // where there is no glibc.
 int parley_malloc_trim(size_t pad);
 
+// Linux's SO_PEERCRED and its struct ucred, which glibc declares only under _GNU_SOURCE (Swift's
+// Glibc module is built without it). Same layout as struct ucred (checked in shims.c); elsewhere
+// parley_SO_PEERCRED() returns -1.
+typedef struct { int32_t pid; uint32_t uid; uint32_t gid; } parley_ucred;
+int parley_SO_PEERCRED(void);
+
 // Variadic: EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256").
 EVP_PKEY *parley_generate_p256_key(void);
 
