@@ -65,6 +65,7 @@ public enum Presenter {
         case .logout: []
         case .serverShutdown: ["The server is shutting down. You have been logged out."]
         case .slowConsumer: ["You have been logged out because messages could not be delivered to you fast enough."]
+        case .accountLocked: ["Your account has been blocked after too many wrong passwords. You have been logged out."]
         }
     }
 
@@ -76,10 +77,12 @@ public enum Presenter {
             case (.broadcast, .broadcast(unreachable: true)): return [someUnreachable]
             case (.block(let user), _): return ["\(user) is blocked"]
             case (.unblock(let user), _): return ["\(user) is unblocked"]
+            case (.passwd, _): return ["Your password has been changed"]
             default: return []
             }
         case .error(let code, let message):
             if code == .notBlocked, case .unblock(let user) = command { return ["Error. \(user) was not blocked"] }
+            if code == .wrongPassword, case .passwd = command { return ["Invalid Password. Your password was not changed"] }
             return [errorText(code: code, serverMessage: message)]
         }
     }
@@ -98,6 +101,7 @@ public enum Presenter {
         case .usage(let text), .invalidCommand(let text): [text]
         case .clientError(_, let message): [message]
         case .privateChat(let notice): notice.human
+        case .connection(let notice): notice.human
         }
     }
 

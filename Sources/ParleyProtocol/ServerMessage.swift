@@ -4,6 +4,8 @@ public enum LogoutReason: String, Sendable, Hashable, CaseIterable {
     case serverShutdown = "server_shutdown"
     /// The client did not read fast enough and its outbound queue overflowed.
     case slowConsumer = "slow_consumer"
+    /// Wrong old passwords given to `passwd` locked the name; the session ends with it.
+    case accountLocked = "account_locked"
 }
 
 /// A server-to-client frame: the greeting, replies to requests, and unsolicited events.

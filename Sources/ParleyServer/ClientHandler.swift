@@ -186,6 +186,8 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
             // Ended first: the notice then goes straight to the channel, queued behind the backlog,
             // so a client that wakes up in time learns why it was dropped.
             endConnection(reason)
+        case .accountLocked:
+            if let name = onlineUser?.name { logger.notice("session ended: account locked by wrong passwords", metadata: ["user": "\(name)"]) }
         case .loggedOut, .acksSettled, .disconnected, .serverStopping:
             break
         }
@@ -227,7 +229,10 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         let hub = service.hub
         guard let entry = hub.unregister(onlineUser) else { return }
         let why = reason.privateStopText(user: onlineUser.displayName)
-        for peer in entry.privateLinks.keys {
+        for (peer, link) in entry.privateLinks {
+            // A lost server connection does not end a session already set up: the direct link is
+            // the two clients' own (it says itself when it breaks), and the client reconnects.
+            if reason == .disconnected, !link.isPending { continue }
             deliverPrivate(.privateStopped(user: onlineUser.displayName, reason: why), to: peer)
         }
         let presence = ServerMessage.presence(user: onlineUser.displayName, online: false).frame(allocator: context.channel.allocator)

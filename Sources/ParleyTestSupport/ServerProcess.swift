@@ -7,12 +7,21 @@ public final class ServerProcess: @unchecked Sendable {
     // Set once in `start`; the test that owns it calls the rest sequentially.
     public let certs: TestCertificates
     public let port: Int
+    /// The SQLite database it uses (kept across `kill` for a restart on the same data).
+    public let databasePath: String
+    /// Where its standard output and error go.
+    public let logPath: String
     private let process: Process
+    /// Whether `stop` removes the certificates (not when the caller passed them in).
+    private let ownsCertificates: Bool
 
-    private init(certs: TestCertificates, port: Int, process: Process) {
+    private init(certs: TestCertificates, port: Int, databasePath: String, logPath: String, process: Process, ownsCertificates: Bool) {
         self.certs = certs
         self.port = port
+        self.databasePath = databasePath
+        self.logPath = logPath
         self.process = process
+        self.ownsCertificates = ownsCertificates
     }
 
     /// A built executable of this package (next to the test bundle).
@@ -23,15 +32,22 @@ public final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts the server and waits (up to `timeout` seconds) until it logs the address it listens on.
-    public static func start(_ arguments: [String] = [], timeout: Double = 60) async throws -> ServerProcess {
-        let certs = try TestCertificates.make()
-        let logPath = certs.directory.appendingPathComponent("server.log").path
+    /// By default it gets fresh certificates, its own database and a port picked by the OS; a
+    /// restart passes the old one's `certs`, `database` and `port`, and a second server trusted by
+    /// the same clients passes `certs` with a database of its own (`name` keeps their files apart).
+    public static func start(
+        _ arguments: [String] = [], certs given: TestCertificates? = nil, database: String? = nil, port: Int = 0,
+        name: String = "server", timeout: Double = 60
+    ) async throws -> ServerProcess {
+        let certs = try given ?? TestCertificates.make()
+        let logPath = certs.directory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8)).log").path
+        let databasePath = database ?? certs.directory.appendingPathComponent("\(name).sqlite").path
         guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw ServerProcessError.noLog }
         let process = Process()
         process.executableURL = productURL("parley-server")
         process.arguments = [
-            "--port", "0", "--cert", certs.certificatePath, "--key", certs.keyPath,
-            "--db", certs.directory.appendingPathComponent("parley.sqlite").path, "--insecure-hash-cost", "10",
+            "--port", String(port), "--cert", certs.certificatePath, "--key", certs.keyPath,
+            "--db", databasePath, "--insecure-hash-cost", "10",
         ] + arguments
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
@@ -45,7 +61,9 @@ public final class ServerProcess: @unchecked Sendable {
                 let range = line.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
                 let port = Int(line[range].split(separator: ":").last!)
             {
-                return ServerProcess(certs: certs, port: port, process: process)
+                return ServerProcess(
+                    certs: certs, port: port, databasePath: databasePath, logPath: logPath, process: process,
+                    ownsCertificates: given == nil)
             }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -81,6 +99,16 @@ public final class ServerProcess: @unchecked Sendable {
 
     public func resume() { kill(process.processIdentifier, SIGCONT) }
 
+    /// Kills the process with SIGKILL (no shutdown, no goodbye to clients) and waits for it;
+    /// the certificates and database stay for a restart.
+    public func killHard() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// What the server has logged so far.
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
     /// Stops the server (thawing it first) and removes its files.
     public func stop() {
         resume()
@@ -88,7 +116,7 @@ public final class ServerProcess: @unchecked Sendable {
             process.interrupt()
             process.waitUntilExit()
         }
-        certs.remove()
+        if ownsCertificates { certs.remove() }
     }
 
     public enum ServerProcessError: Error {
