@@ -21,6 +21,9 @@ struct ReconnectEndToEndTests {
         #expect(await alice.waitFor(line: Self.welcome))
         first.killHard()
         #expect(await alice.waitFor(line: "Connection lost; reconnecting to 127.0.0.1:\(port)..."))
+        // Nothing listens yet: the first try fails and the next waits longer.
+        let retry = await alice.find(20) { $0.hasPrefix("Could not reconnect (") }
+        #expect(retry?.contains("trying 127.0.0.1:\(port) in ") == true && retry?.hasSuffix("(attempt 2)...") == true)
         let second = try await ServerProcess.start(certs: first.certs, database: first.databasePath, port: port, name: "restarted")
         defer {
             second.stop()
