@@ -157,6 +157,11 @@ public struct ClientStateMachine: Sendable {
             finish(.badCredentials, &out)
         case .online:
             passwordEntry = nil
+            // Already logged out by the server (it closes next): that is how the session ended.
+            if let ending, ending != .logout, !willReconnect(after: ending) {
+                closeAllPrivate(reason: "logged out", &out)
+                return finish(Self.exitStatus(after: ending), &out)
+            }
             logOut(&out)
         case .offline:
             leaveWhileOffline(&out)
@@ -315,17 +320,22 @@ public struct ClientStateMachine: Sendable {
             finish(.ok, &out)
         case .online:
             if willReconnect(after: ending) { return connectionLost(&out) }
-            switch ending {
-            case .timeout: finish(.timedOut, &out)
-            case .logout: finish(.ok, &out)
-            case .accountLocked: finish(.accountLocked, &out)
-            case .serverShutdown, .slowConsumer: finish(.connectionLost, &out)
-            case nil: showFailure(error ?? .connectionClosed, &out)
-            }
+            guard let ending else { return showFailure(error ?? .connectionClosed, &out) }
+            finish(Self.exitStatus(after: ending), &out)
         case .offline(let offline):
             // Only the connection of the attempt under way reports here (the loop drops the rest).
             guard case .loggingIn = offline.step else { return }
             attemptFailed((error ?? .connectionClosed).description, dropping: false, &out)
+        }
+    }
+
+    /// The exit status of a session the server ended with `loggedout(reason)`.
+    static func exitStatus(after reason: LogoutReason) -> ExitStatus {
+        switch reason {
+        case .timeout: .timedOut
+        case .logout: .ok
+        case .accountLocked: .accountLocked
+        case .serverShutdown, .slowConsumer: .connectionLost
         }
     }
 

@@ -81,6 +81,7 @@ struct ReconnectEndToEndTests {
         let idle = try client(two, "dave", ["--host", "127.0.0.1:\(two.port),127.0.0.1:\(one.port)"])
         #expect(await idle.waitFor(line: Self.welcome))
         #expect(await idle.waitFor(line: "You have been logged out due to inactivity.", timeout: 20))
+        #expect(await eventually(20) { !idle.process.isRunning }, "it exits by itself")
         #expect(await idle.finish() == ExitStatus.timedOut.rawValue)
         for run in [leaving, idle] { #expect(!run.lines.contains { $0.contains("reconnect") }) }
         #expect(one.log.contains("carol") && two.log.contains("dave"), "each server logs its logins")

@@ -121,6 +121,13 @@ struct ReconnectStateMachineTests {
         let moved = ending([.loggedOut(reason: .serverShutdown)], servers: [a, b])
         #expect(exitStatus(moved) == nil)
         #expect(shown(moved).contains(.local(.connection(.reconnecting(to: b, attempt: 1, delay: .milliseconds(500), after: nil)))))
+        // Input ending after the server's loggedout (before its close) keeps the server's reason.
+        var late = Driver(reconnectingTo: [a])
+        late.online()
+        late.feed(.frame(.loggedOut(reason: .timeout)))
+        let ended = late.feed(.inputEnded)
+        #expect(exitStatus(ended) == .timedOut)
+        #expect(sent(ended).isEmpty, "no logout to a server that already logged us out")
         // Without a reconnect policy the loss ends the session, as before.
         var plain = Driver()
         plain.online()
