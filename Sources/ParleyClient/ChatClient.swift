@@ -20,9 +20,22 @@ public protocol OutputSink: Sendable {
     func emit(_ lines: [String])
 }
 
+/// How a session makes a new server connection after losing one (see `ReconnectPolicy`).
+public struct Reconnection: Sendable {
+    public var policy: ReconnectPolicy
+    /// Connects to one server: TLS verified and `hello` received, as `ServerConnection.connect`.
+    public var connect: @Sendable (ServerEndpoint) async throws(ClientError) -> ServerConnection
+
+    public init(policy: ReconnectPolicy, connect: @escaping @Sendable (ServerEndpoint) async throws(ClientError) -> ServerConnection) {
+        self.policy = policy
+        self.connect = connect
+    }
+}
+
 /// Runs one chat session as one loop over one ordered stream of events: typed lines, server
 /// frames, private-link activity and timers. `ClientStateMachine` decides; this loop only
-/// carries its actions out, so there is no second task to keep in step.
+/// carries its actions out, so there is no second task to keep in step. A lost server
+/// connection is replaced by a new one inside the same loop (when `reconnection` is given).
 public final class ChatClient: Sendable {
     private let connection: ServerConnection
     private let input: LineSource
@@ -30,6 +43,7 @@ public final class ChatClient: Sendable {
     private let format: OutputFormat
     private let username: String?
     private let configuration: ClientStateMachine.Configuration
+    private let reconnection: Reconnection?
     private let onlineUsersChanged: @Sendable (Set<String>) -> Void
     private let privateConnectTimeout: TimeAmount
     /// Frames taken off the wire and not yet handled by the loop; bounded like the old buffer.
@@ -39,11 +53,12 @@ public final class ChatClient: Sendable {
     /// - Parameters:
     ///   - username: use this name instead of asking for one.
     ///   - replyTimeout: how long to wait for each reply before reporting it missing.
+    ///   - reconnection: how to reconnect after losing the server without a logout; nil ends the session.
     ///   - onlineUsersChanged: called with the new set whenever presence or `whoelse` changes it.
     public init(
         connection: ServerConnection, input: LineSource, output: OutputSink, format: OutputFormat,
         username: String? = nil, replyTimeout: Duration = .seconds(10), frameBacklogLimit: Int = 4096,
-        privateConnectTimeout: TimeAmount = .seconds(10),
+        privateConnectTimeout: TimeAmount = .seconds(10), reconnection: Reconnection? = nil,
         onlineUsersChanged: @escaping @Sendable (Set<String>) -> Void = { _ in }
     ) {
         self.connection = connection
@@ -54,7 +69,11 @@ public final class ChatClient: Sendable {
         var configuration = ClientStateMachine.Configuration()
         configuration.replyTimeout = replyTimeout
         configuration.listenTimeout = .nanoseconds(privateConnectTimeout.nanoseconds * 3)
+        configuration.reconnect = reconnection?.policy
+        // Typed unseen on a terminal, so asked twice there; a script gives it once.
+        configuration.confirmNewPassword = input.isInteractive
         self.configuration = configuration
+        self.reconnection = reconnection
         self.privateConnectTimeout = privateConnectTimeout
         self.frameBacklogLimit = frameBacklogLimit
         self.onlineUsersChanged = onlineUsersChanged
@@ -74,49 +93,13 @@ public final class ChatClient: Sendable {
     /// Runs the whole session and returns the process exit status it ended with.
     public func run() async -> ExitStatus {
         let (events, sink) = AsyncStream.makeStream(of: LoopEvent.self)
-        let (writes, writer) = AsyncStream.makeStream(of: ByteBuffer.self)
-        let channel = connection.channel
-        let result = try? await channel.executeThenClose { inbound, outbound in
-            // The wire in order, into the one stream.
-            let reader = Task { [unhandledFrames, frameBacklogLimit] in
-                do {
-                    for try await frame in inbound {
-                        sink.yield(.client(.frame(frame)))
-                        // Never drop silently: closing makes the server re-send unacked stored messages later.
-                        if unhandledFrames.withLockedValue({ $0 += 1; return $0 }) > frameBacklogLimit {
-                            sink.yield(.client(.connectionClosed(.eventBufferOverflow)))
-                            channel.channel.close(promise: nil)
-                            return
-                        }
-                    }
-                    sink.yield(.client(.connectionClosed(nil)))
-                } catch {
-                    sink.yield(.client(.connectionClosed(ServerConnection.clientError(for: error))))
-                }
-            }
-            // Requests leave in the order the loop wrote them; the loop itself never waits on the socket.
-            let sender = Task {
-                for await buffer in writes {
-                    do { try await outbound.write(buffer) } catch { return }
-                }
-            }
-            var loop = ChatClientLoop(client: self, sink: sink, writer: writer, eventLoop: channel.channel.eventLoop)
-            let status = await loop.run(events)
-            await loop.links.closeAll()  // peers hear why before the process exits
-            writer.finish()
-            // Acks and the logout go out before the close; a server that stopped reading gets
-            // one reply timeout to take them, then the close cuts the writes short.
-            let cutOff = channel.channel.eventLoop.scheduleTask(in: .nanoseconds(configuration.replyTimeout.nanoseconds)) {
-                channel.channel.close(promise: nil)
-            }
-            await sender.value
-            cutOff.cancel()
-            try? await channel.channel.close()
-            await reader.value
-            sink.finish()
-            return status
-        }
-        return result ?? .connectionLost
+        var loop = ChatClientLoop(client: self, sink: sink, eventLoop: connection.channel.channel.eventLoop)
+        loop.attach(connection)
+        let status = await loop.run(events)
+        await loop.links.closeAll()  // peers hear why before the process exits
+        await loop.detach(cutOff: configuration.replyTimeout)
+        sink.finish()
+        return status
     }
 
     fileprivate func show(_ item: Output) {
@@ -124,14 +107,17 @@ public final class ChatClient: Sendable {
         if !lines.isEmpty { output.emit(lines) }
     }
 
-    fileprivate var bindHost: String { connection.localHost ?? "127.0.0.1" }
-
     fileprivate func makeMachine() -> ClientStateMachine {
         ClientStateMachine(username: username, configuration: configuration)
     }
 
     fileprivate func frameHandled() { unhandledFrames.withLockedValue { $0 -= 1 } }
 
+    fileprivate func pipe(for connection: ServerConnection, generation: Int, sink: AsyncStream<LoopEvent>.Continuation) -> ServerPipe {
+        ServerPipe(connection, generation: generation, sink: sink, unhandled: unhandledFrames, limit: frameBacklogLimit)
+    }
+
+    fileprivate var connector: Reconnection? { reconnection }
     fileprivate var readInput: LineSource { input }
     fileprivate var connectTimeout: TimeAmount { privateConnectTimeout }
     fileprivate func usersChanged(_ names: Set<String>) { onlineUsersChanged(names) }
@@ -140,6 +126,11 @@ public final class ChatClient: Sendable {
 /// What reaches the loop: the machine's events, plus the I/O objects the edges hand over.
 enum LoopEvent: Sendable {
     case client(ClientEvent)
+    /// A frame or the end of the server connection numbered `generation`; the loop drops those of
+    /// a connection it has already let go.
+    case server(generation: Int, ClientEvent)
+    /// A reconnect's connection is in the `ConnectSlot`.
+    case serverReady
     case linkReady(PrivateAttempt, PrivateLink)
     case listenerReady(PrivateAttempt, PrivateListener, fingerprint: String)
 }
@@ -149,19 +140,48 @@ enum LoopEvent: Sendable {
 private struct ChatClientLoop {
     let client: ChatClient
     let sink: AsyncStream<LoopEvent>.Continuation
-    let writer: AsyncStream<ByteBuffer>.Continuation
-    let eventLoop: EventLoop
     var machine: ClientStateMachine
     var timers: [ClientTimer: Scheduled<Void>] = [:]
     let links: PrivateEdge
+    /// The server connection in use; nil while reconnecting.
+    var server: ServerPipe?
+    var generation = 0
+    /// Connections let go of (lost or dropped), waited for at the end.
+    var retired: [ServerPipe] = []
+    let slot = ConnectSlot()
+    /// Timers run here: the first connection's event loop, which outlives any one connection.
+    let eventLoop: EventLoop
 
-    init(client: ChatClient, sink: AsyncStream<LoopEvent>.Continuation, writer: AsyncStream<ByteBuffer>.Continuation, eventLoop: EventLoop) {
+    init(client: ChatClient, sink: AsyncStream<LoopEvent>.Continuation, eventLoop: EventLoop) {
         self.client = client
         self.sink = sink
-        self.writer = writer
-        self.eventLoop = eventLoop
         self.machine = client.makeMachine()
-        self.links = PrivateEdge(sink: sink, bindHost: client.bindHost, timeout: client.connectTimeout)
+        self.links = PrivateEdge(sink: sink, bindHost: "127.0.0.1", timeout: client.connectTimeout)
+        self.eventLoop = eventLoop
+    }
+
+    /// Uses `connection` from now on; what the previous one still reports is ignored.
+    mutating func attach(_ connection: ServerConnection) {
+        generation += 1
+        server = client.pipe(for: connection, generation: generation, sink: sink)
+        // A private listener binds where this client reaches the server from, which may change.
+        links.bindHost = connection.localHost ?? "127.0.0.1"
+    }
+
+    private mutating func letGo() {
+        guard let server else { return }
+        server.abandon()
+        retired.append(server)
+        self.server = nil
+    }
+
+    /// Sends what is queued (bounded by `cutOff`), closes, and waits for every connection's end.
+    mutating func detach(cutOff: Duration) async {
+        if let connection = slot.close() { try? await connection.channel.channel.close() }
+        if let server { await server.finish(cutOff: cutOff) }
+        server = nil
+        for pipe in retired { await pipe.finished() }
+        retired = []
     }
 
     mutating func run(_ events: AsyncStream<LoopEvent>) async -> ExitStatus {
@@ -170,8 +190,16 @@ private struct ChatClientLoop {
             let actions: [ClientAction]
             switch event {
             case .client(let clientEvent):
-                if case .frame = clientEvent { client.frameHandled() }
                 actions = machine.handle(clientEvent)
+            case .server(let number, let serverEvent):
+                if case .frame = serverEvent { client.frameHandled() }
+                guard number == generation, server != nil else { continue }
+                if case .connectionClosed = serverEvent { letGo() }
+                actions = machine.handle(serverEvent)
+            case .serverReady:
+                guard let connection = slot.take() else { continue }
+                attach(connection)
+                actions = machine.handle(.serverConnected)
             case .linkReady(let attempt, let link):
                 links.adopt(link, for: attempt)
                 actions = machine.handle(.privateLink(.opened(
@@ -182,7 +210,7 @@ private struct ChatClientLoop {
             }
             if let status = perform(actions) { return status }
         }
-        return .connectionLost  // not reached: the reader always reports the end of the connection
+        return .connectionLost  // not reached: the machine always ends the session
     }
 
     /// Carries out `actions` in order; the exit status once the machine says the session is over.
@@ -219,6 +247,10 @@ private struct ChatClientLoop {
                 }
             case .cancelTimer(let timer): timers.removeValue(forKey: timer)?.cancel()
             case .usersChanged(let names): client.usersChanged(names)
+            case .connectServer(let endpoint):
+                connect(endpoint)
+            case .dropServer:
+                letGo()
             case .close:
                 for timer in timers.values { timer.cancel() }
                 timers = [:]
@@ -229,10 +261,28 @@ private struct ChatClientLoop {
         return nil
     }
 
+    private func connect(_ endpoint: ServerEndpoint) {
+        guard let connector = client.connector else {
+            sink.yield(.client(.serverConnectFailed(.connectFailed("\(endpoint): reconnecting is off"))))
+            return
+        }
+        Task { [sink, slot] in
+            do throws(ClientError) {
+                let connection = try await connector.connect(endpoint)
+                // The session may have ended meanwhile: then nobody takes it, and it is closed here.
+                if slot.offer(connection) { sink.yield(.serverReady) } else { try? await connection.channel.channel.close() }
+            } catch {
+                sink.yield(.client(.serverConnectFailed(error)))
+            }
+        }
+    }
+
     private func write(_ request: Request, id: Int64?) {
+        // Nothing to write to while reconnecting; the machine sends nothing that needs an answer then.
+        guard let server else { return }
         var buffer = ByteBufferAllocator().buffer(capacity: 128)
         request.encode(id: id, into: &buffer)
-        writer.yield(buffer)
+        server.write(buffer)
     }
 }
 

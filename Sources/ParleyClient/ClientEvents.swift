@@ -10,6 +10,10 @@ public enum ClientEvent: Sendable, Equatable {
     case frame(ServerMessage)
     /// The server connection ended; nil for an orderly close.
     case connectionClosed(ClientError?)
+    /// The connection asked for by `.connectServer` is up (TLS verified, `hello` received).
+    case serverConnected
+    /// The connection asked for by `.connectServer` could not be made.
+    case serverConnectFailed(ClientError)
     /// A timer armed by `.armTimer` went off.
     case timerFired(ClientTimer)
     /// Something happened on the private-session side (a link, a listener, an identity).
@@ -47,6 +51,8 @@ public enum ClientTimer: Sendable, Hashable {
     case listen(PrivateAttempt)
     /// The server did not close the connection after answering `logout`.
     case logoutClose
+    /// The back-off before the next reconnect attempt is over.
+    case reconnect
 }
 
 /// What the session loop must do; it carries these out in order and decides nothing itself.
@@ -74,6 +80,11 @@ public enum ClientAction: Sendable, Equatable {
     case cancelTimer(ClientTimer)
     /// The names completion offers changed.
     case usersChanged(Set<String>)
+    /// Connect to `server` (after a lost connection); answers with `.serverConnected` or `.serverConnectFailed`.
+    case connectServer(ServerEndpoint)
+    /// Drop the current server connection now (a reconnect attempt that did not log in);
+    /// nothing more from it reaches the machine.
+    case dropServer
     /// Close the server connection once everything already written has gone out.
     case close
     /// The session is over.

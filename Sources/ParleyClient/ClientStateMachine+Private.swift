@@ -76,6 +76,7 @@ extension ClientStateMachine {
     mutating func runPrivate(_ command: UserCommand, _ out: inout Actions) {
         switch command {
         case .startPrivate(let user):
+            guard isOnline else { return inOrder(.local(.connection(.notConnected(command: command.name))), &out) }
             let k = canonical(user)
             if privates.peers[k] != nil {
                 return notice(.failure(code: "private_already_active", message: ErrorCode.privateAlreadyActive.defaultMessage), &out)
@@ -97,7 +98,7 @@ extension ClientStateMachine {
             // Straight onto the link, whatever the server is doing; the server only hears that we
             // were active (its idle timer), never the text.
             out.append(.sendPrivate(attempt, text: text))
-            out.append(.send(.active, id: nil))
+            if isOnline { out.append(.send(.active, id: nil)) }
             notice(.sent(to: user), &out)
         case .stopPrivate(let user):
             let k = canonical(user)
@@ -155,6 +156,16 @@ extension ClientStateMachine {
         guard let attempt = phase.attempt else { return }
         if case .open = phase { return out.append(.closePrivate(attempt, reason: reason)) }
         out.append(.closePrivate(attempt, reason: nil))
+    }
+
+    /// Ends the session with `user`, if any, as the server would on a block (it may not know of
+    /// a session that outlived a reconnect, so the client does not wait to be told).
+    mutating func endPrivate(with user: String, reason: String, _ out: inout Actions) {
+        let k = canonical(user)
+        guard let peer = privates.peers.removeValue(forKey: k) else { return }
+        privates.prompts.removeAll { $0 == k }
+        close(peer.phase, reason: reason, &out)
+        event(.ended(user: peer.displayName, reason: reason), &out)
     }
 
     /// Ends every private session, telling each peer why (logout, timeout, end of input).

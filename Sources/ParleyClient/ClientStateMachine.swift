@@ -12,14 +12,20 @@ public struct ClientStateMachine: Sendable {
         public var replyTimeout: Duration = .seconds(10)
         /// How long an accepted private request keeps its port open for the peer.
         public var listenTimeout: Duration = .seconds(30)
+        /// Reconnecting after a lost connection; nil never reconnects (the session just ends).
+        public var reconnect: ReconnectPolicy? = nil
+        /// `passwd` asks for the new password twice (on a terminal, where it is typed unseen).
+        public var confirmNewPassword = false
         public init() {}
     }
 
     enum Phase: Equatable {
         case askingUsername
         case askingPassword(username: String)
-        case loggingIn(username: String, id: Int64)
+        case loggingIn(username: String, password: String, id: Int64)
         case online
+        /// The connection was lost without a logout: reconnecting (see `+Reconnect`).
+        case offline(Offline)
         /// `logout` went out as `id`; frames before its reply are still shown (and acked).
         case loggingOut(id: Int64)
         /// The reply came: waiting (bounded) for the server to close.
@@ -30,7 +36,11 @@ public struct ClientStateMachine: Sendable {
     /// Why a request was sent, so its reply can be worded (or kept quiet).
     enum Purpose: Equatable {
         case login(username: String)
+        /// The login again on a new connection; `alternative`: with the password of a `passwd` in doubt.
+        case relogin(alternative: Bool)
         case command(UserCommand)
+        /// `passwd`; on success `new` is the password kept for reconnecting.
+        case passwd(new: String)
         case logout
         case startPrivate(key: String, attempt: PrivateAttempt)
         case acceptPrivate(key: String, attempt: PrivateAttempt)
@@ -51,10 +61,17 @@ public struct ClientStateMachine: Sendable {
     /// How the server last said it logs us out (`loggedout`), for the exit status.
     var ending: LogoutReason?
     var privates = PrivatePeers()
+    /// What a reconnect logs in with: kept in memory only, and only when reconnecting is on.
+    var credentials: Credentials?
+    /// Which listed server the session is on (or trying).
+    var serverIndex = 0
+    /// A `passwd` being typed: the next lines are its passwords, not commands.
+    var passwordEntry: PasswordEntry?
 
     public init(username: String? = nil, configuration: Configuration = Configuration()) {
         self.presetUsername = username
         self.configuration = configuration
+        self.serverIndex = configuration.reconnect?.current ?? 0
     }
 
     /// What to do first.
@@ -77,6 +94,8 @@ public struct ClientStateMachine: Sendable {
         case .inputEnded: inputEnded(&out)
         case .frame(let frame): received(frame, &out)
         case .connectionClosed(let error): closed(error, &out)
+        case .serverConnected: serverConnected(&out)
+        case .serverConnectFailed(let error): serverConnectFailed(error, &out)
         case .timerFired(let timer): fired(timer, &out)
         case .privateLink(let activity): privateActivity(activity, &out)
         }
@@ -94,10 +113,14 @@ public struct ClientStateMachine: Sendable {
             out.append(.readLine(prompt: "Password: ", secret: true))
         case .askingPassword(let name):
             let id = request(.login(username: name, password: line), .login(username: name), &out)
-            phase = .loggingIn(username: name, id: id)
-        case .online:
-            command(line, &out)
-            if phase == .online { out.append(.readLine(prompt: "> ", secret: false)) }
+            phase = .loggingIn(username: name, password: line, id: id)
+        case .online, .offline:
+            if passwordEntry != nil {
+                passwordTyped(line, &out)
+            } else {
+                command(line, &out)
+            }
+            if isSessionPhase { out.append(nextRead) }
         case .loggingIn, .loggingOut, .loggedOut, .finished:
             return  // no read is asked for in these phases
         }
@@ -118,7 +141,10 @@ public struct ClientStateMachine: Sendable {
         case .nothing: return
         case .local(let local): inOrder(.local(local), &out)
         case .privateCommand(let command): runPrivate(command, &out)
+        case .changePassword: startPasswordEntry(&out)
+        case .send(.logout, _) where !isOnline: leaveWhileOffline(&out)
         case .send(.logout, _): logOut(&out)
+        case .send(_, let command) where !isOnline: inOrder(.local(.connection(.notConnected(command: command.name))), &out)
         case .send(let wire, let command):
             let id = request(wire, .command(command), &out)
             barriers.append(id)
@@ -130,7 +156,15 @@ public struct ClientStateMachine: Sendable {
         case .askingUsername, .askingPassword:
             finish(.badCredentials, &out)
         case .online:
+            passwordEntry = nil
+            // Already logged out by the server (it closes next): that is how the session ended.
+            if let ending, ending != .logout, !willReconnect(after: ending) {
+                closeAllPrivate(reason: "logged out", &out)
+                return finish(Self.exitStatus(after: ending), &out)
+            }
             logOut(&out)
+        case .offline:
+            leaveWhileOffline(&out)
         case .loggingIn, .loggingOut, .loggedOut, .finished:
             return
         }
@@ -160,8 +194,14 @@ public struct ClientStateMachine: Sendable {
         if users != before { out.append(.usersChanged(users.names)) }
         if privateEvent(frame, &out) { return }
         if case .loggedOut(let reason) = frame {
-            if reason != .logout {
-                closeAllPrivate(reason: reason == .timeout ? "timed out" : "lost the connection to the server", &out)
+            // A shutdown with other servers listed is reconnected from: the links stay.
+            if reason != .logout, !willReconnect(after: reason) {
+                let why = switch reason {
+                case .timeout: "timed out"
+                case .accountLocked: "logged out"
+                default: "lost the connection to the server"
+                }
+                closeAllPrivate(reason: why, &out)
             }
             ending = reason
         }
@@ -175,11 +215,14 @@ public struct ClientStateMachine: Sendable {
     private mutating func replied(_ reply: Reply, id: Int64, _ purpose: Purpose, _ out: inout Actions) {
         switch purpose {
         case .login(let name): loggedIn(reply, name: name, &out)
+        case .relogin(let alternative): loggedInAgain(reply, alternative: alternative, &out)
+        case .passwd(let new): passwordReplied(reply, new: new, &out)
         case .command(let command):
             let before = users
             users.apply(reply: reply, command: command)
             if users != before { out.append(.usersChanged(users.names)) }
             out.append(.show(.reply(reply, command: command)))
+            if case .block(let user) = command, case .ok = reply.outcome { endPrivate(with: user, reason: "blocked", &out) }
         case .logout:
             out.append(.show(.reply(reply, command: .logout)))
             // The server closes once every stored message it sent is acked; we wait, bounded.
@@ -206,6 +249,9 @@ public struct ClientStateMachine: Sendable {
         switch result {
         case .loggedIn(let registered, _):
             privates.me = registered
+            if configuration.reconnect != nil, case .loggingIn(_, let password, _) = phase {
+                credentials = Credentials(username: name, password: password)
+            }
             phase = .online
             out.append(.readLine(prompt: "> ", secret: false))
         case .refused(let code, _):
@@ -237,6 +283,8 @@ public struct ClientStateMachine: Sendable {
             listenTimedOut(attempt, &out)
         case .logoutClose:
             if phase == .loggedOut { finish(.ok, &out) }
+        case .reconnect:
+            reconnectTimerFired(&out)
         }
     }
 
@@ -249,7 +297,9 @@ public struct ClientStateMachine: Sendable {
             return finish(.connectionLost, &out)
         case .logout:
             return finish(.ok, &out)  // never hang on a server that does not answer
-        case .command:
+        case .relogin:
+            return attemptFailed("the server did not answer the login", dropping: true, &out)
+        case .command, .passwd:
             out.append(.show(.local(noReply)))
         case .startPrivate(let key, let attempt):
             if privates.forget(key, ifRequesting: attempt) { out.append(.closePrivate(attempt, reason: nil)) }
@@ -270,12 +320,23 @@ public struct ClientStateMachine: Sendable {
         case .loggingOut, .loggedOut:
             finish(.ok, &out)
         case .online:
-            switch ending {
-            case .timeout: finish(.timedOut, &out)
-            case .logout: finish(.ok, &out)
-            case .serverShutdown, .slowConsumer, .kicked, .disabled: finish(.connectionLost, &out)
-            case nil: showFailure(error ?? .connectionClosed, &out)
-            }
+            if willReconnect(after: ending) { return connectionLost(&out) }
+            guard let ending else { return showFailure(error ?? .connectionClosed, &out) }
+            finish(Self.exitStatus(after: ending), &out)
+        case .offline(let offline):
+            // Only the connection of the attempt under way reports here (the loop drops the rest).
+            guard case .loggingIn = offline.step else { return }
+            attemptFailed((error ?? .connectionClosed).description, dropping: false, &out)
+        }
+    }
+
+    /// The exit status of a session the server ended with `loggedout(reason)`.
+    static func exitStatus(after reason: LogoutReason) -> ExitStatus {
+        switch reason {
+        case .timeout: .timedOut
+        case .logout: .ok
+        case .accountLocked: .accountLocked
+        case .serverShutdown, .slowConsumer, .kicked, .disabled: .connectionLost
         }
     }
 
@@ -295,6 +356,7 @@ public struct ClientStateMachine: Sendable {
         for id in pending.keys.sorted() { out.append(.cancelTimer(.reply(id: id))) }
         pending = [:]
         out.append(.cancelTimer(.logoutClose))
+        out.append(.cancelTimer(.reconnect))
         out.append(.close)
         out.append(.exit(status))
     }
@@ -303,6 +365,8 @@ public struct ClientStateMachine: Sendable {
 
     /// Sends `request` with a fresh id and a deadline for its reply.
     mutating func request(_ request: Request, _ purpose: Purpose, _ out: inout Actions) -> Int64 {
+        // No server to keep in step while reconnecting (the new one starts from nothing).
+        if purpose == .quiet, !isOnline { return 0 }
         let id = nextRequestID()
         pending[id] = purpose
         out.append(.send(request, id: id))

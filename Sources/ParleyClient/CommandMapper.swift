@@ -12,6 +12,8 @@ public enum LocalOutput: Sendable, Hashable {
     case clientError(code: String, message: String)
     /// Private-session output (see `PrivateNotice`).
     case privateChat(PrivateNotice)
+    /// The server connection: lost, reconnecting, reconnected (see `ConnectionNotice`).
+    case connection(ConnectionNotice)
 }
 
 /// What the client does with one typed line.
@@ -24,6 +26,8 @@ public enum InputAction: Sendable, Hashable {
     case send(Request, command: UserCommand)
     /// A private-session command, decided by `ClientStateMachine` (direct connection, not the server).
     case privateCommand(UserCommand)
+    /// `passwd`: read the old and new passwords without echo, then send them.
+    case changePassword
 }
 
 /// Turns typed lines into actions.
@@ -48,6 +52,7 @@ public enum CommandMapper {
         case .block(let user): .send(.block(user: user), command: command)
         case .unblock(let user): .send(.unblock(user: user), command: command)
         case .logout: .send(.logout, command: command)
+        case .passwd: .changePassword
         case .help: .local(.help)
         case .startPrivate, .privateMessage, .stopPrivate, .verify: .privateCommand(command)
         }

@@ -114,6 +114,7 @@ public enum JSONPresenter {
         case .invalidCommand(let message): .object(["event": .string("error"), "code": .string("invalid_command"), "message": .string(message)])
         case .clientError(let code, let message): .object(["event": .string("error"), "code": .string(code), "message": .string(message)])
         case .privateChat(let notice): notice.json
+        case .connection(let notice): notice.json
         }
     }
 

@@ -67,6 +67,7 @@ public enum Presenter {
         case .slowConsumer: ["You have been logged out because messages could not be delivered to you fast enough."]
         case .kicked: ["You have been logged out by the server operator."]
         case .disabled: ["Your account has been disabled by the server operator. You have been logged out."]
+        case .accountLocked: ["Your account has been blocked after too many wrong passwords. You have been logged out."]
         }
     }
 
@@ -78,10 +79,12 @@ public enum Presenter {
             case (.broadcast, .broadcast(unreachable: true)): return [someUnreachable]
             case (.block(let user), _): return ["\(user) is blocked"]
             case (.unblock(let user), _): return ["\(user) is unblocked"]
+            case (.passwd, _): return ["Your password has been changed"]
             default: return []
             }
         case .error(let code, let message):
             if code == .notBlocked, case .unblock(let user) = command { return ["Error. \(user) was not blocked"] }
+            if code == .wrongPassword, case .passwd = command { return ["Invalid Password. Your password was not changed"] }
             return [errorText(code: code, serverMessage: message)]
         }
     }
@@ -100,6 +103,7 @@ public enum Presenter {
         case .usage(let text), .invalidCommand(let text): [text]
         case .clientError(_, let message): [message]
         case .privateChat(let notice): notice.human
+        case .connection(let notice): notice.human
         }
     }
 

@@ -9,7 +9,8 @@ import ParleyTLS
 final class PrivateEdge: @unchecked Sendable {
     // Touched only by the loop's task; the closures handed to NIO only yield into `sink`.
     private let sink: AsyncStream<LoopEvent>.Continuation
-    private let bindHost: String
+    /// Where listeners bind: the local address of the server connection in use.
+    var bindHost: String
     private let timeout: TimeAmount
     private var identities: [PrivateAttempt: TLSIdentity] = [:]
     var listeners: [PrivateAttempt: PrivateListener] = [:]

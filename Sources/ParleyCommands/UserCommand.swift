@@ -7,6 +7,8 @@ public enum UserCommand: Sendable, Hashable {
     case block(user: String)
     case unblock(user: String)
     case logout
+    /// Change the password: the old and new ones are then read like the login password, never from this line.
+    case passwd
     case help
     case startPrivate(user: String)
     /// `private USER TEXT`: a message over the peer-to-peer private session.
@@ -33,6 +35,7 @@ public enum UserCommand: Sendable, Hashable {
         Spec(name: "block", arguments: .user, usage: "block USER", summary: "stop receiving anything from USER"),
         Spec(name: "unblock", arguments: .user, usage: "unblock USER", summary: "undo block USER"),
         Spec(name: "logout", arguments: .none, usage: "logout", summary: "log out and quit"),
+        Spec(name: "passwd", arguments: .none, usage: "passwd", summary: "change your password (asked for without echo)"),
         Spec(name: "help", arguments: .none, usage: "help", summary: "show this list"),
         Spec(name: "startprivate", arguments: .user, usage: "startprivate USER", summary: "ask USER for a direct private session"),
         Spec(name: "private", arguments: .userText, usage: "private USER TEXT", summary: "send TEXT over the private session with USER"),
@@ -75,6 +78,7 @@ public enum UserCommand: Sendable, Hashable {
             switch name {
             case "whoelse": return .success(.whoelse)
             case "logout": return .success(.logout)
+            case "passwd": return .success(.passwd)
             default: return .success(.help)
             }
         case .user:
@@ -108,6 +112,13 @@ public enum UserCommand: Sendable, Hashable {
     }
 
     private static func isBlank(_ c: Character) -> Bool { c == " " || c == "\t" }
+
+    /// Whether a typed line must stay out of the editor's history: a `passwd` line never carries a
+    /// password, but one typed there by mistake (`passwd old new`) must not be kept or recalled.
+    public static func keepsOutOfHistory(_ line: String) -> Bool {
+        let word = line.drop(while: isBlank).prefix(while: { !isBlank($0) })
+        return word.lowercased() == "passwd"
+    }
 
     /// A known command close to `typed`: a unique prefix match, else the nearest within edit distance 2.
     static func suggestion(for typed: String) -> String? {
@@ -171,6 +182,7 @@ extension UserCommand {
         case .block: "block"
         case .unblock: "unblock"
         case .logout: "logout"
+        case .passwd: "passwd"
         case .help: "help"
         case .startPrivate: "startprivate"
         case .privateMessage: "private"

@@ -16,6 +16,8 @@ public enum Request: Sendable, Hashable {
     case unblock(user: String)
     /// End the session.
     case logout
+    /// Change the logged-in user's password; `old` is checked like a login (and counts towards the lockout).
+    case passwd(old: String, new: String)
     /// Acknowledge that the offline message with this delivery id was shown, so it can be deleted.
     case ack(delivery: Int64)
     /// The user did something (e.g. chatted privately) that should count against the idle timeout.
@@ -38,6 +40,7 @@ public enum Request: Sendable, Hashable {
         case .block: "block"
         case .unblock: "unblock"
         case .logout: "logout"
+        case .passwd: "passwd"
         case .ack: "ack"
         case .active: "active"
         case .startPrivate: "startprivate"
@@ -62,6 +65,7 @@ public enum Request: Sendable, Hashable {
         case "block": request = .block(user: try f.string("user"))
         case "unblock": request = .unblock(user: try f.string("user"))
         case "logout": request = .logout
+        case "passwd": request = .passwd(old: try f.string("old"), new: try f.string("new"))
         case "ack": request = .ack(delivery: try f.integer("delivery"))
         case "active": request = .active
         case "startprivate":
@@ -110,6 +114,10 @@ public enum Request: Sendable, Hashable {
             out.beginObject(type: "unblock")
             out.field("user", user)
         case .logout: out.beginObject(type: "logout")
+        case .passwd(let old, let new):
+            out.beginObject(type: "passwd")
+            out.field("old", old)
+            out.field("new", new)
         case .ack(let delivery):
             out.beginObject(type: "ack")
             out.field("delivery", delivery)
@@ -131,4 +139,24 @@ public enum Request: Sendable, Hashable {
         out.field("id", id)
         out.endFrame()
     }
+}
+
+extension Request: CustomStringConvertible, CustomDebugStringConvertible {
+    /// The request as its wire JSON with every password replaced, so printing or logging a request
+    /// (by mistake or in a test) can never show one.
+    public var description: String {
+        var bytes: [UInt8] = []
+        switch self {
+        case .login(let username, _, let version):
+            Request.login(username: username, password: "<redacted>", version: version).encode(id: nil, to: &bytes)
+        case .passwd:
+            Request.passwd(old: "<redacted>", new: "<redacted>").encode(id: nil, to: &bytes)
+        default:
+            encode(id: nil, to: &bytes)
+        }
+        if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    public var debugDescription: String { description }
 }

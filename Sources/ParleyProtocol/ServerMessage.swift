@@ -8,6 +8,8 @@ public enum LogoutReason: String, Sendable, Hashable, CaseIterable {
     case kicked
     /// The server operator disabled the account (`parley-server admin disable`).
     case disabled
+    /// Wrong old passwords given to `passwd` locked the name; the session ends with it.
+    case accountLocked = "account_locked"
 }
 
 /// A server-to-client frame: the greeting, replies to requests, and unsolicited events.

@@ -219,35 +219,68 @@ extension ChatService {
         guard Validation.isValidUsername(username) else { return .failure(ProtocolError(.invalidUsername)) }
         guard Validation.isValidPassword(password) else { return .failure(ProtocolError(.invalidPasswordFormat)) }
         let name = Validation.canonicalUsername(username)
+        return await withTurn(at: name, address: address, doing: "login") {
+            guard let account = try await store.account(named: name) else {
+                return try await register(name: name, displayName: username, password: password, address: address)
+            }
+            return try await check(account, password: password, address: address)
+        }
+    }
+
+    /// Changes `name`'s password after checking `old` exactly as a login checks a password (same
+    /// turn, same claim and settle, so wrong old passwords count towards the lockout); the new
+    /// hash is made on the hasher's pool. Neither password is ever logged.
+    func changePassword(name: String, old: String, new: String, address: String?) async -> Result<Void, ProtocolError> {
+        guard Validation.isValidPassword(new) else {
+            return .failure(ProtocolError(.invalidPasswordFormat, "Error. The new password must be 8 to 1024 bytes"))
+        }
+        // Cannot match any stored password, so it is not a guess worth counting (as at login).
+        guard Validation.isValidPassword(old) else {
+            return .failure(ProtocolError(.invalidPasswordFormat, "Error. The old password is not 8 to 1024 bytes"))
+        }
+        return await withTurn(at: name, address: address, doing: "password change") {
+            guard let account = try await store.account(named: name) else { return .failure(ProtocolError(.internal)) }
+            if let refusal = try await verifyCounted(account, password: old, address: address) { return .failure(refusal) }
+            let hash = try await passwords.hash(new)
+            guard try await store.updatePasswordHash(name: name, passwordHash: hash) else { return .failure(ProtocolError(.internal)) }
+            logger.info("password changed", metadata: ["user": "\(name)"])
+            return .success(())
+        }
+    }
+
+    /// Runs a password check for `name` in its turn: an address in back-off is refused without
+    /// hashing; then the check waits for the name's turn (one in flight per name) and gives it back
+    /// whatever happens. Hasher and store failures become protocol errors here.
+    private func withTurn<T>(
+        at name: String, address: String?, doing what: String,
+        _ body: () async throws -> Result<T, ProtocolError>
+    ) async -> Result<T, ProtocolError> {
         if let refusal = addressRefusal(address, name: name) { return .failure(refusal) }
         switch await admission.enter(name) {
         case .admitted:
             break
         case .busy:
-            logger.notice("login refused: too many logins waiting for this name", metadata: ["user": "\(name)"])
+            logger.notice("\(what) refused: too many logins waiting for this name", metadata: ["user": "\(name)"])
             return .failure(ProtocolError(.rateLimited, "Error. Too many logins for this name at once, please try again shortly"))
         case .cancelled, .closed:
             // The connection is gone or the server is stopping: nobody reads this answer.
             return .failure(ProtocolError(.internal))
         }
         defer { admission.leave(name) }
-        // The address may have tripped while this login waited for its turn.
+        // The address may have tripped while this check waited for its turn.
         if let refusal = addressRefusal(address, name: name) { return .failure(refusal) }
         do {
-            guard let account = try await store.account(named: name) else {
-                return try await register(name: name, displayName: username, password: password, address: address)
-            }
-            return try await check(account, password: password, address: address)
+            return try await body()
         } catch PasswordService.Failure.busy {
-            logger.warning("login refused: too many logins waiting for the hasher")
+            logger.warning("\(what) refused: too many logins waiting for the hasher")
             return .failure(ProtocolError(.rateLimited, "Error. The server is busy, please try again shortly"))
         } catch let error as CryptoError {
             // A stored hash this server would not have written (tampered, imported, or above its
             // cost): the user cannot log in until an operator resets the password.
-            logger.error("login failed: stored password hash refused: \(error)", metadata: ["user": "\(name)"])
+            logger.error("\(what) failed: stored password hash refused: \(error)", metadata: ["user": "\(name)"])
             return .failure(ProtocolError(.internal, "Error. This account's stored password cannot be checked; ask the server operator"))
         } catch {
-            logger.error("login failed: \(error)", metadata: ["user": "\(name)"])
+            logger.error("\(what) failed: \(error)", metadata: ["user": "\(name)"])
             return .failure(ProtocolError(.internal))
         }
     }
@@ -284,6 +317,18 @@ extension ChatService {
     private func check(_ account: Account, password: String, address: String?) async throws
         -> Result<Authenticated, ProtocolError>
     {
+        if let refusal = try await verifyCounted(account, password: password, address: address) { return .failure(refusal) }
+        if passwords.needsRehash(account.passwordHash), let upgraded = try? await passwords.hash(password) {
+            // Best effort: a busy hasher must not turn a right password into a refusal.
+            _ = try? await store.updatePasswordHash(name: account.name, passwordHash: upgraded)
+        }
+        return .success(try await authenticated(account, created: false))
+    }
+
+    /// Checks `password` against `account` as one counted attempt: the store claims it (refusing a
+    /// locked name) before any hash, and it is settled before the caller's turn passes on. Nil when
+    /// it matched; else the refusal to send.
+    private func verifyCounted(_ account: Account, password: String, address: String?) async throws -> ProtocolError? {
         let name = account.name
         // Before the claim and the hash: a disabled account costs no hashing and counts no failure.
         // The refusal says no more than `account_locked` already does (that the name exists).
@@ -298,10 +343,10 @@ extension ChatService {
         case .claimed(let number):
             attempt = number
         case .locked:
-            logger.notice("login refused: account locked", metadata: ["user": "\(name)"])
-            return .failure(ProtocolError(.accountLocked))
+            logger.notice("password check refused: account locked", metadata: ["user": "\(name)"])
+            return ProtocolError(.accountLocked)
         case .unknownAccount:
-            return .failure(ProtocolError(.internal))
+            return ProtocolError(.internal)
         }
         let settle = { [store] (outcome: LoginAttemptOutcome) in
             try await store.settleLoginAttempt(name: name, attempt: attempt, threshold: threshold, outcome: outcome,
@@ -319,18 +364,14 @@ extension ChatService {
             admission.recordFailure(from: address)
             try await settle(.failed)
             if attempt >= threshold {
-                logger.notice("account locked after failed logins", metadata: ["user": "\(name)"])
-                return .failure(ProtocolError(.accountLockedNow))
+                logger.notice("account locked after failed password checks", metadata: ["user": "\(name)"])
+                return ProtocolError(.accountLockedNow)
             }
-            logger.info("login failed: wrong password", metadata: ["user": "\(name)"])
-            return .failure(ProtocolError(.wrongPassword))
+            logger.info("password check failed: wrong password", metadata: ["user": "\(name)"])
+            return ProtocolError(.wrongPassword)
         }
         try await settle(.succeeded)
-        if passwords.needsRehash(account.passwordHash), let upgraded = try? await passwords.hash(password) {
-            // Best effort: a busy hasher must not turn a right password into a refusal.
-            _ = try? await store.updatePasswordHash(name: name, passwordHash: upgraded)
-        }
-        return .success(try await authenticated(account, created: false))
+        return nil
     }
 
     private func authenticated(_ account: Account, created: Bool) async throws -> Authenticated {

@@ -40,6 +40,8 @@ extension ClientHandler {
             }
         case .acknowledge(let delivery, let user):
             acknowledge(delivery, of: user, id: id)
+        case .changePassword(let user, let old, let new):
+            changePassword(user, old: old, new: new, id: id)
         case .privateLink(let request):
             handlePrivate(request, id: id)
         }
@@ -63,6 +65,23 @@ extension ClientHandler {
         }
         runTask({ await $0.storeOffline(to: recipient, from: sender, text: text) }) { error in
             if let error { self.reply(id, error) } else { self.send(.reply(.ok(id: id))) }
+        }
+    }
+
+    /// The old password is checked like a login's (it counts towards the lockout); a check that
+    /// finds the name locked ends the session after the reply, as the lock means no one is in.
+    private func changePassword(_ user: String, old: String, new: String, id: Int64?) {
+        let address = LoginAdmission.addressKey(context.channel.remoteAddress)
+        runTask({ await $0.changePassword(name: user, old: old, new: new, address: address) }) { result in
+            switch result {
+            case .success:
+                self.send(.reply(.ok(id: id)))
+            case .failure(let error):
+                self.reply(id, error)
+                if error.code == .accountLockedNow || error.code == .accountLocked {
+                    self.perform(self.machine.accountLocked())
+                }
+            }
         }
     }
 

@@ -203,6 +203,8 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
             endConnection(reason)
         case .kicked, .disabled:
             if let name = onlineUser?.name { logger.notice("logged out by the operator", metadata: ["user": "\(name)", "reason": "\(reason)"]) }
+        case .accountLocked:
+            if let name = onlineUser?.name { logger.notice("session ended: account locked by wrong passwords", metadata: ["user": "\(name)"]) }
         case .loggedOut, .acksSettled, .disconnected, .serverStopping:
             break
         }
@@ -244,7 +246,10 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         let hub = service.hub
         guard let entry = hub.unregister(onlineUser) else { return }
         let why = reason.privateStopText(user: onlineUser.displayName)
-        for peer in entry.privateLinks.keys {
+        for (peer, link) in entry.privateLinks {
+            // A lost server connection does not end a session already set up: the direct link is
+            // the two clients' own (it says itself when it breaks), and the client reconnects.
+            if reason == .disconnected, !link.isPending { continue }
             deliverPrivate(.privateStopped(user: onlineUser.displayName, reason: why), to: peer)
         }
         let presence = ServerMessage.presence(user: onlineUser.displayName, online: false).frame(allocator: context.channel.allocator)

@@ -35,6 +35,8 @@ enum EndReason: Equatable, Sendable {
     /// The server operator disabled the account (admin socket `disable`, or found disabled
     /// right after going online).
     case disabled
+    /// Wrong old passwords given to `passwd` locked the name: the session ends with it.
+    case accountLocked
 
     /// What the client is told in `loggedout`, if anything (wire values live in ParleyProtocol).
     var wireReason: LogoutReason? {
@@ -44,6 +46,7 @@ enum EndReason: Equatable, Sendable {
         case .slowConsumer: .slowConsumer
         case .kicked: .kicked
         case .disabled: .disabled
+        case .accountLocked: .accountLocked
         case .loginDeadline, .badFrames, .acksSettled, .disconnected, .serverStopping: nil
         }
     }
@@ -51,7 +54,7 @@ enum EndReason: Equatable, Sendable {
     /// The `privatestopped` reason a private-session peer of `user` reads when this ends the session.
     func privateStopText(user: String) -> String {
         switch self {
-        case .loggedOut: "\(user) logged out"
+        case .loggedOut, .accountLocked: "\(user) logged out"
         case .idle: "\(user) timed out"
         case .kicked, .disabled: "\(user) was logged out by the server operator"
         default: "\(user) lost the connection to the server"
@@ -97,6 +100,8 @@ struct ConnectionStateMachine<Clock: ConnectionClock> {
         case setBlock(user: String, active: Bool)
         /// `user` is whose stored message it is (still known after a logout).
         case acknowledge(delivery: Int64, user: String)
+        /// `passwd` by the logged-in `user`; the passwords are checked by the service.
+        case changePassword(user: String, old: String, new: String)
         /// `startprivate`, `privateanswer` or `stopprivate`, checked by the private-session code.
         case privateLink(Request)
     }
@@ -285,6 +290,13 @@ struct ConnectionStateMachine<Clock: ConnectionClock> {
         return clock.now - lastActivity
     }
 
+    /// A password check of this session's user found the name locked: the session ends.
+    mutating func accountLocked() -> Action {
+        guard case .online = phase else { return .none }
+        phase = .closed
+        return .close(.accountLocked)
+    }
+
     /// The server refuses new work (shutting down).
     mutating func serverStopping() -> Action {
         if isClosed { return .none }
@@ -379,6 +391,8 @@ struct ConnectionStateMachine<Clock: ConnectionClock> {
             return .logOut(id: id, linger: deadline)
         case .ack(let delivery):
             return .run(.acknowledge(delivery: delivery, user: name), id: id)
+        case .passwd(let old, let new):
+            return .run(.changePassword(user: name, old: old, new: new), id: id)
         case .active:
             return id == nil ? .none : .reply(.ok(id: id))
         case .startPrivate, .privateAnswer, .stopPrivate:

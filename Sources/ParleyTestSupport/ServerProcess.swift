@@ -31,23 +31,25 @@ public final class ServerProcess: @unchecked Sendable {
         return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
     }
 
-    /// Starts the server and waits (up to `timeout` seconds) until it logs the address it listens
-    /// on. With `certs`, it uses them and their directory's parley.sqlite (restarts on one
-    /// database), and `stop` leaves them in place.
-    /// `environment` is added to the test's own. Without `standardFlags`, `arguments` are the
-    /// whole command line (port, files, hash cost).
+    /// Starts the server and waits (up to `timeout` seconds) until it logs the address it listens on.
+    /// By default it gets fresh certificates, its own database and a port picked by the OS; a
+    /// restart passes the old one's `certs`, `database` and `port`, and a second server trusted by
+    /// the same clients passes `certs` with a database of its own (`name` keeps their files apart).
+    /// Passed-in `certs` stay in place at `stop`. `environment` is added to the test's own. Without
+    /// `standardFlags`, `arguments` are the whole command line (port, files, hash cost).
     public static func start(
         _ arguments: [String] = [], environment: [String: String] = [:], certs given: TestCertificates? = nil,
-        standardFlags: Bool = true, timeout: Double = 60
+        database: String? = nil, port: Int = 0, name: String = "parley", standardFlags: Bool = true,
+        timeout: Double = 60
     ) async throws -> ServerProcess {
         let certs = try given ?? TestCertificates.make()
-        let logPath = certs.directory.appendingPathComponent("server-\(UUID().uuidString.prefix(8)).log").path
-        let databasePath = certs.directory.appendingPathComponent("parley.sqlite").path
+        let logPath = certs.directory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8)).log").path
+        let databasePath = database ?? certs.directory.appendingPathComponent("\(name).sqlite").path
         guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw ServerProcessError.noLog }
         let process = Process()
         process.executableURL = productURL("parley-server")
         let standard = [
-            "--port", "0", "--cert", certs.certificatePath, "--key", certs.keyPath,
+            "--port", String(port), "--cert", certs.certificatePath, "--key", certs.keyPath,
             "--db", databasePath, "--insecure-hash-cost", "10",
         ]
         process.arguments = (standardFlags ? standard : []) + arguments
@@ -123,6 +125,9 @@ public final class ServerProcess: @unchecked Sendable {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
+
+    /// The same as `crash()`: SIGKILL, and the certificates and database stay for a restart.
+    public func killHard() { crash() }
 
     /// Whether the process is still running.
     public var isRunning: Bool { process.isRunning }

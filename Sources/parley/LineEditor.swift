@@ -107,7 +107,7 @@ final class LineEditor: LineSource, OutputSink, @unchecked Sendable {
         guard let raw, count > 0 else { return nil }
         var line = String(cString: raw)
         while line.hasSuffix("\n") || line.hasSuffix("\r") { line.removeLast() }
-        if !line.trimmingCharacters(in: .whitespaces).isEmpty {
+        if !line.trimmingCharacters(in: .whitespaces).isEmpty, !UserCommand.keepsOutOfHistory(line) {
             var event = HistEvent()
             _ = parley_history_enter(historyHandle, &event, line)
         }

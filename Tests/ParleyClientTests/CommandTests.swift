@@ -52,7 +52,7 @@ import Testing
     }
 
     @Test func helpAndNames() {
-        #expect(UserCommand.allNames.count == 12)
+        #expect(UserCommand.allNames.count == 13)
         let lines = UserCommand.helpText.split(separator: "\n")
         #expect(lines.count == UserCommand.allNames.count)
         for name in UserCommand.allNames {

@@ -32,6 +32,29 @@ private func online(_ clock: ManualClock = ManualClock()) -> Machine {
 
 @Suite("connection state machine (no I/O, test clock)")
 struct ConnectionStateMachineTests {
+    @Test func passwdRunsForTheLoggedInUserAndALockEndsTheSessionSayingWhy() {
+        let clock = ManualClock()
+        var anonymous = makeMachine(clock)
+        _ = anonymous.connected()
+        let early = anonymous.received(request(.passwd(old: "old-pw-1", new: "new-pw-1"), 1))
+        #expect(early == .reply(.error(id: 1, .notLoggedIn)))
+        var machine = online(clock)
+        let change = machine.received(request(.passwd(old: "old-pw-1", new: "new-pw-1"), 2))
+        #expect(change == .run(.changePassword(user: "alice", old: "old-pw-1", new: "new-pw-1"), id: 2))
+        machine.taskStarted()
+        let waiting = machine.received(request(.whoelse, 3))
+        #expect(waiting == .none, "later requests wait for the check")
+        let finished = machine.taskFinished()
+        #expect(finished)
+        let locked = machine.accountLocked()
+        #expect(locked == .close(.accountLocked))
+        #expect(machine.isClosed)
+        let next = machine.nextAction()
+        #expect(next == nil, "nothing queued runs once the session ended")
+        #expect(EndReason.accountLocked.wireReason == .accountLocked)
+        #expect(EndReason.accountLocked.privateStopText(user: "Alice") == "Alice logged out")
+    }
+
     @Test func loginIsTheOnlyRequestBeforeLoggingInAndAFailedLoginMayBeRetried() {
         let clock = ManualClock()
         var machine = makeMachine(clock)
