@@ -334,7 +334,7 @@ extension ChatService {
         // The refusal says no more than `account_locked` already does (that the name exists).
         if account.disabled {
             logger.notice("login refused: account disabled", metadata: ["user": "\(name)"])
-            return .failure(ProtocolError(.accountDisabled))
+            return ProtocolError(.accountDisabled)
         }
         let threshold = configuration.lockoutThreshold
         let lockDuration = TimeInterval(runtime.current.blockDuration.nanoseconds) / 1_000_000_000
