@@ -7,6 +7,10 @@ let nio: [Target.Dependency] = [
     .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
 ]
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let metrics: [Target.Dependency] = [
+    .product(name: "Metrics", package: "swift-metrics"),
+    .product(name: "Prometheus", package: "swift-prometheus"),
+]
 
 let package = Package(
     name: "parley",
@@ -22,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // OpenSSL 3 from the system (Debian's libssl-dev): headers only, no code.
@@ -49,13 +55,16 @@ let package = Package(
         .target(name: "ParleyCommands"),
         // Durable state behind a storage protocol; SQLite backend.
         .target(name: "ParleyStore", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio"), logging] + nio),
-        .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyCrypto", "CParleyShims", logging] + nio),
+        .target(name: "ParleyServer", dependencies: [
+            "ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyCrypto", "CParleyShims", logging,
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ] + nio + metrics),
         .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyCommands", "ParleyCrypto", logging] + nio),
-        .target(name: "ParleyTestSupport", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyServer", "ParleyClient", "ParleyCrypto"] + nio),
+        .target(name: "ParleyTestSupport", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyServer", "ParleyClient", "ParleyCrypto"] + nio + metrics),
         .executableTarget(name: "parley-server", dependencies: [
             "ParleyServer", "ParleyTLS", "ParleyStore", "ParleyCrypto", logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ] + nio),
+        ] + nio + metrics),
         .executableTarget(name: "parley", dependencies: [
             "ParleyClient", "ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "CLibEdit", logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -84,6 +93,6 @@ let package = Package(
         ] + nio),
         .testTarget(name: "ParleyServerTests", dependencies: [
             "ParleyServer", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore",
-        ] + nio),
+        ] + nio + metrics),
     ]
 )

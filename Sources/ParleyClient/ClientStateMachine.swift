@@ -272,7 +272,7 @@ public struct ClientStateMachine: Sendable {
             switch ending {
             case .timeout: finish(.timedOut, &out)
             case .logout: finish(.ok, &out)
-            case .serverShutdown, .slowConsumer: finish(.connectionLost, &out)
+            case .serverShutdown, .slowConsumer, .flooding: finish(.connectionLost, &out)
             case nil: showFailure(error ?? .connectionClosed, &out)
             }
         }

@@ -65,6 +65,7 @@ public enum Presenter {
         case .logout: []
         case .serverShutdown: ["The server is shutting down. You have been logged out."]
         case .slowConsumer: ["You have been logged out because messages could not be delivered to you fast enough."]
+        case .flooding: ["You have been logged out for sending too many commands too fast."]
         }
     }
 

@@ -4,6 +4,8 @@ public enum LogoutReason: String, Sendable, Hashable, CaseIterable {
     case serverShutdown = "server_shutdown"
     /// The client did not read fast enough and its outbound queue overflowed.
     case slowConsumer = "slow_consumer"
+    /// The client kept sending commands after they were refused as `rate_limited`.
+    case flooding
 }
 
 /// A server-to-client frame: the greeting, replies to requests, and unsolicited events.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import ParleyCrypto
@@ -7,29 +8,40 @@ import ParleyProtocol
 import ParleyProtocolNIO
 import ParleyStore
 import ParleyTLS
+import Prometheus
 
 /// A running Parley server: one TLS listener, its event loops, the hub and the store.
 public final class ChatServer: Sendable {
     /// The port actually bound (useful with port 0).
     public let port: Int
+    /// The port the metrics listener bound, if it is on.
+    public let metricsPort: Int?
     private let channel: Channel
+    private let metricsChannel: Channel?
     private let group: MultiThreadedEventLoopGroup
     private let service: ChatService
     private let logger: Logger
 
-    private init(port: Int, channel: Channel, group: MultiThreadedEventLoopGroup, service: ChatService, logger: Logger) {
+    private init(port: Int, channel: Channel, metricsChannel: Channel?, group: MultiThreadedEventLoopGroup,
+                 service: ChatService, logger: Logger) {
         self.port = port
         self.channel = channel
+        self.metricsChannel = metricsChannel
+        self.metricsPort = metricsChannel?.localAddress?.port
         self.group = group
         self.service = service
         self.logger = logger
     }
 
     /// Builds the TLS context (off the event loops), opens the store, and starts listening.
+    /// Metrics go to `metricsRegistry` (the process's, when the binary bootstrapped `MetricsSystem`
+    /// with it), or to a registry of this server's own when `metricsListen` is set and none is
+    /// given; otherwise nothing is recorded.
     public static func start(
         configuration: ServerConfiguration,
         store: (any ChatStore)? = nil,
-        logger: Logger = Logger(label: "parley.server")
+        logger: Logger = Logger(label: "parley.server"),
+        metricsRegistry: PrometheusCollectorRegistry? = nil
     ) async throws -> ChatServer {
         let tls = try await Task.detached {
             try TLSContext(
@@ -57,19 +69,32 @@ public final class ChatServer: Sendable {
             try? await group.shutdownGracefully()
             throw error
         }
+        let registry = metricsRegistry ?? (configuration.metricsListen != nil ? PrometheusCollectorRegistry() : nil)
+        let metrics = registry.map { ServerMetrics(factory: Self.metricsFactory(registry: $0)) } ?? .disabled
+        if registry != nil, let queued = try? await chatStore.pendingMessageTotal() {
+            metrics.offlineQueued.set(queued)
+        }
         let loops = Array(group.makeIterator())
-        let hub = Hub(eventLoops: loops, minFlushInterval: configuration.minFlushInterval)
+        let hub = Hub(eventLoops: loops, minFlushInterval: configuration.minFlushInterval, metrics: metrics)
         let passwords = PasswordService(
             parameters: configuration.hashParameters, threads: configuration.hashingThreads,
-            maxPending: configuration.maxPendingHashes)
+            maxPending: configuration.maxPendingHashes, queueDepth: metrics.hasherQueue)
         let admission = LoginAdmission(
-            maxWaitingPerName: configuration.maxLoginsWaitingPerName, backoff: configuration.addressBackoff)
+            maxWaitingPerName: configuration.maxLoginsWaitingPerName, backoff: configuration.addressBackoff,
+            registrationsPerHour: configuration.limits.maxRegistrationsPerAddressPerHour)
         let service = ChatService(
             store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger,
-            admission: admission)
+            admission: admission, metrics: metrics)
         let channel: Channel
-        let tlsSettings = TLSHandler.Settings(context: tls, handshakeTimeout: configuration.handshakeTimeout, logger: logger)
+        var metricsChannel: Channel?
+        let tlsSettings = TLSHandler.Settings(
+            context: tls, handshakeTimeout: configuration.handshakeTimeout, logger: logger,
+            handshakeFailed: { metrics.handshakeFailed(.init($0)) })
+        let limiter = service.connections
         do {
+            if let address = configuration.metricsListen, let registry {
+                metricsChannel = try await MetricsListener.start(at: address, group: group, registry: registry)
+            }
             try await hub.startWakers()
             service.memory.start(on: loops[0])
             channel = try await ServerBootstrap(group: group)
@@ -86,6 +111,21 @@ public final class ChatServer: Sendable {
                 .childChannelInitializer { child in
                     child.eventLoop.makeCompletedFuture {
                         let sync = child.pipeline.syncOperations
+                        // Before any TLS work: a refused connection costs one small write.
+                        switch limiter.admit(child.remoteAddress) {
+                        case .refused(let code):
+                            metrics.refused(code)
+                            logger.debug("connection refused", metadata: [
+                                "peer": "\(child.remoteAddress.map { "\($0)" } ?? "?")", "reason": "\(code.rawValue)"])
+                            try sync.addHandler(RefusedConnectionHandler(code: code))
+                            return
+                        case .admitted(let key):
+                            metrics.connectionsOpen.increment()
+                            child.closeFuture.whenComplete { _ in
+                                metrics.connectionsOpen.decrement()
+                                if let key { limiter.release(key) }
+                            }
+                        }
                         try sync.addHandler(
                             TLSHandler(settings: tlsSettings))
                         try sync.addHandler(ClientHandler(service: service))
@@ -93,6 +133,7 @@ public final class ChatServer: Sendable {
                 }
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
+            try? await metricsChannel?.close()
             service.memory.stop()
             try? await passwords.shutdown()
             try? await chatStore.close()
@@ -101,12 +142,23 @@ public final class ChatServer: Sendable {
         }
         let port = channel.localAddress?.port ?? configuration.port
         logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "tls": "1.3"])
-        return ChatServer(port: port, channel: channel, group: group, service: service, logger: logger)
+        if let metricsChannel, let address = metricsChannel.localAddress {
+            logger.info("metrics listening", metadata: ["address": "\(address)", "path": "/metrics"])
+        }
+        return ChatServer(port: port, channel: channel, metricsChannel: metricsChannel, group: group, service: service, logger: logger)
+    }
+
+    /// The Prometheus factory for a registry, with the flush-pass histogram's buckets.
+    public static func metricsFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.valueHistogramBuckets[ServerMetrics.flushPassLabel] = ServerMetrics.flushPassBuckets
+        return factory
     }
 
     /// Tells every user the server is going away, closes every connection, then the store.
     public func shutdown() async throws {
         try? await channel.close()
+        try? await metricsChannel?.close()
         let goodbye = ServerMessage.loggedOut(reason: .serverShutdown).frame()
         _ = try? await service.hub.disconnectAll(sending: goodbye).get()
         // Queued hashes are cancelled (their logins fail); store writes under way finish before the
@@ -128,6 +180,12 @@ public final class ChatServer: Sendable {
     public var loginsWaiting: Int { service.admission.waiting }
     /// Names whose password check (one at a time per name) is under way.
     public var namesBeingChecked: Int { service.admission.runningNames }
+
+    /// Connections counted open from the IP address `address` by the per-address limit.
+    public func connectionsCounted(from address: String) -> Int {
+        guard let socket = try? SocketAddress(ipAddress: address, port: 0) else { return 0 }
+        return service.connections.openCount(socket)
+    }
 
     /// Waits until the listener closes.
     public func waitUntilClosed() async throws {

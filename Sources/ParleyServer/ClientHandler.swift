@@ -43,7 +43,7 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         self.framer = LineFramer(maxFrameBytes: configuration.maxFrameBytes)
         self.machine = Machine(
             clock: SystemClock(), idleTimeout: configuration.idleTimeout, loginTimeout: configuration.loginTimeout,
-            maxBadFramesInARow: configuration.maxBadFramesInARow)
+            maxBadFramesInARow: configuration.maxBadFramesInARow, commandRate: configuration.limits.commandRate)
         service.connectionOpened()
     }
 
@@ -148,6 +148,7 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         case .resumeReading:
             context.read()
         case .reply(let reply):
+            if case .error(.rateLimited, _) = reply.outcome { service.metrics.commandsRateLimited.increment() }
             send(.reply(reply))
         case .run(let command, let id):
             run(command, id: id)
@@ -183,9 +184,14 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
             send(.error(code: code, message: "too many bad requests; closing the connection"), flush: true)
         case .slowConsumer:
             logger.notice("disconnecting a client that stopped reading", metadata: peerMetadata)
+            service.metrics.slowConsumerDisconnects.increment()
             // Ended first: the notice then goes straight to the channel, queued behind the backlog,
             // so a client that wakes up in time learns why it was dropped.
             endConnection(reason)
+        case .flooding:
+            logger.notice("logging out a client that kept sending commands after rate_limited",
+                          metadata: ["user": "\(onlineUser?.name ?? "-")", "peer": "\(peerDescription)"])
+            service.metrics.floodingDisconnects.increment()
         case .loggedOut, .acksSettled, .disconnected, .serverStopping:
             break
         }
@@ -226,6 +232,7 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         onlineUser.close()
         let hub = service.hub
         guard let entry = hub.unregister(onlineUser) else { return }
+        service.metrics.usersLoggedIn.decrement()
         let why = reason.privateStopText(user: onlineUser.displayName)
         for peer in entry.privateLinks.keys {
             deliverPrivate(.privateStopped(user: onlineUser.displayName, reason: why), to: peer)

@@ -23,7 +23,7 @@ public final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts the server and waits (up to `timeout` seconds) until it logs the address it listens on.
-    public static func start(_ arguments: [String] = [], timeout: Double = 60) async throws -> ServerProcess {
+    public static func start(_ arguments: [String] = [], raisedLimits: Bool = true, timeout: Double = 60) async throws -> ServerProcess {
         let certs = try TestCertificates.make()
         let logPath = certs.directory.appendingPathComponent("server.log").path
         guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw ServerProcessError.noLog }
@@ -32,7 +32,7 @@ public final class ServerProcess: @unchecked Sendable {
         process.arguments = [
             "--port", "0", "--cert", certs.certificatePath, "--key", certs.keyPath,
             "--db", certs.directory.appendingPathComponent("parley.sqlite").path, "--insecure-hash-cost", "10",
-        ] + arguments
+        ] + (raisedLimits ? Self.loadTestingLimits : []) + arguments
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
         process.standardError = log
@@ -51,6 +51,18 @@ public final class ServerProcess: @unchecked Sendable {
         }
         process.terminate()
         throw ServerProcessError.notListening
+    }
+
+    /// The flags that raise the per-address and per-connection limits for tests that open many
+    /// connections or send many commands from 127.0.0.1 (later flags in `arguments` win).
+    public static let loadTestingLimits = [
+        "--max-connections-per-address", "1000000", "--max-new-connections-per-minute", "100000000",
+        "--commands-per-second", "100000000", "--command-burst", "100000000", "--max-registrations-per-hour", "100000000",
+    ]
+
+    /// The server's log so far (stdout and stderr).
+    public var log: String {
+        (try? String(contentsOfFile: certs.directory.appendingPathComponent("server.log").path, encoding: .utf8)) ?? ""
     }
 
     /// Freezes the whole process: it neither reads nor answers until `resume()`. Returns once

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
 import ParleyCrypto
 import ParleyServer
+import Prometheus
 
 @main
 struct ParleyServerCommand: AsyncParsableCommand {
@@ -80,6 +82,51 @@ struct Serve: AsyncParsableCommand {
             valueName: "N"))
     var addressFailureLimit: Int = AddressBackoffPolicy().failures
 
+    @Option(
+        name: .customLong("login-timeout"),
+        help: ArgumentHelp("Seconds a connection may take from connecting to logging in.", valueName: "SECONDS"))
+    var loginTimeout: Int = 60
+
+    @Option(
+        name: .customLong("max-connections-per-address"),
+        help: ArgumentHelp("Connections open at once from one source address (IPv6: one /64); more are refused at accept.", valueName: "N"))
+    var maxConnectionsPerAddress: Int = ServerLimits().maxConnectionsPerAddress
+
+    @Option(
+        name: .customLong("max-new-connections-per-minute"),
+        help: ArgumentHelp("New connections one source address may open per minute; more are refused at accept.", valueName: "N"))
+    var maxNewConnectionsPerMinute: Int = ServerLimits().maxNewConnectionsPerMinute
+
+    @Option(
+        name: .customLong("commands-per-second"),
+        help: ArgumentHelp("Commands one connection may send per second on average; more are refused (rate_limited).", valueName: "N"))
+    var commandsPerSecond: Double = ServerLimits().commandsPerSecond
+
+    @Option(
+        name: .customLong("command-burst"),
+        help: ArgumentHelp("Commands one connection may send at once above the average.", valueName: "N"))
+    var commandBurst: Int = ServerLimits().commandBurst
+
+    @Option(
+        name: .customLong("flood-refusals"),
+        help: ArgumentHelp("rate_limited refusals within 10 s after which the user is logged out (flooding).", valueName: "N"))
+    var floodRefusals: Int = ServerLimits().floodRefusals
+
+    @Option(
+        name: .customLong("max-queued-per-recipient"),
+        help: ArgumentHelp("Offline messages kept for one recipient; more are refused (recipient_queue_full).", valueName: "N"))
+    var maxQueuedPerRecipient: Int = ServerLimits().maxQueuedPerRecipient
+
+    @Option(
+        name: .customLong("max-registrations-per-hour"),
+        help: ArgumentHelp("Accounts one source address may register per hour; more are refused (too_many_registrations).", valueName: "N"))
+    var maxRegistrationsPerHour: Int = ServerLimits().maxRegistrationsPerAddressPerHour
+
+    @Option(
+        name: .customLong("metrics-listen"),
+        help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP; off by default).", valueName: "HOST:PORT"))
+    var metricsListen: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -100,6 +147,21 @@ struct Serve: AsyncParsableCommand {
         guard (0...1000).contains(flushIntervalMs) else { throw ValidationError("--flush-interval-ms must be 0-1000") }
         guard (1...1_000_000).contains(maxPendingLogins) else { throw ValidationError("--max-pending-logins must be 1-1000000") }
         guard (1...1_000_000).contains(addressFailureLimit) else { throw ValidationError("--address-failure-limit must be 1-1000000") }
+        guard (1...86_400).contains(loginTimeout) else { throw ValidationError("--login-timeout must be 1-86400 seconds") }
+        for (flag, value) in [("--max-connections-per-address", maxConnectionsPerAddress),
+                              ("--max-new-connections-per-minute", maxNewConnectionsPerMinute),
+                              ("--command-burst", commandBurst), ("--flood-refusals", floodRefusals),
+                              ("--max-queued-per-recipient", maxQueuedPerRecipient),
+                              ("--max-registrations-per-hour", maxRegistrationsPerHour)]
+        where !(1...1_000_000_000).contains(value) {
+            throw ValidationError("\(flag) must be 1-1000000000")
+        }
+        guard commandsPerSecond > 0, commandsPerSecond <= 1_000_000_000 else {
+            throw ValidationError("--commands-per-second must be above 0 and at most 1000000000")
+        }
+        if let metricsListen, MetricsAddress(parsing: metricsListen) == nil {
+            throw ValidationError("--metrics-listen must be HOST:PORT, e.g. 127.0.0.1:9331")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
@@ -130,10 +192,26 @@ struct Serve: AsyncParsableCommand {
         config.minFlushInterval = .milliseconds(Int64(flushIntervalMs))
         config.maxPendingHashes = maxPendingLogins
         config.addressBackoff.failures = addressFailureLimit
+        config.loginTimeout = .seconds(Int64(loginTimeout))
+        config.limits.maxConnectionsPerAddress = maxConnectionsPerAddress
+        config.limits.maxNewConnectionsPerMinute = maxNewConnectionsPerMinute
+        config.limits.commandsPerSecond = commandsPerSecond
+        config.limits.commandBurst = commandBurst
+        config.limits.floodRefusals = floodRefusals
+        config.limits.maxQueuedPerRecipient = maxQueuedPerRecipient
+        config.limits.maxRegistrationsPerAddressPerHour = maxRegistrationsPerHour
+        var registry: PrometheusCollectorRegistry?
+        if let metricsListen, let address = MetricsAddress(parsing: metricsListen) {
+            config.metricsListen = address
+            // Once per process: libraries that use swift-metrics report into the same registry.
+            let shared = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(ChatServer.metricsFactory(registry: shared))
+            registry = shared
+        }
 
         let server: ChatServer
         do {
-            server = try await ChatServer.start(configuration: config, logger: logger)
+            server = try await ChatServer.start(configuration: config, logger: logger, metricsRegistry: registry)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(70)
