@@ -143,7 +143,7 @@ private let fp = String(repeating: "ab", count: 32)
 
 @Suite struct ErrorCodeTests {
     @Test func codesAreStableSnakeCase() {
-        #expect(ErrorCode.allCases.count == 26)
+        #expect(ErrorCode.allCases.count == 30)
         for code in ErrorCode.allCases {
             #expect(code.rawValue.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || $0 == UInt8(ascii: "_") })
             #expect(!code.defaultMessage.isEmpty)

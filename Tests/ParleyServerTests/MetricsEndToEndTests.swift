@@ -114,7 +114,7 @@ struct MetricsEndToEndTests {
             $0.metricsListen = MetricsAddress(host: "127.0.0.1", port: 0)
             $0.limits.maxConnectionsPerAddress = 1
             $0.limits.commandBurst = 2
-            $0.limits.commandsPerSecond = 0.1
+            $0.limits.commandsPerSecond = 0.0001
             $0.limits.floodRefusals = 100
         }) { server in
             let port = try #require(server.server.metricsPort)
