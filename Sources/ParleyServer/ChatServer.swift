@@ -142,8 +142,8 @@ public final class ChatServer: Sendable {
         }
         let port = channel.localAddress?.port ?? configuration.port
         logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "tls": "1.3"])
-        if let metricsChannel, let address = metricsChannel.localAddress {
-            logger.info("metrics listening", metadata: ["address": "\(address)", "path": "/metrics"])
+        if let metricsChannel, let address = metricsChannel.localAddress, let ip = address.ipAddress, let bound = address.port {
+            logger.info("metrics listening", metadata: ["address": "\(MetricsAddress(host: ip, port: bound))", "path": "/metrics"])
         }
         return ChatServer(port: port, channel: channel, metricsChannel: metricsChannel, group: group, service: service, logger: logger)
     }

@@ -124,7 +124,17 @@ struct MetricsEndToEndTests {
             #expect(try await alice.request(.whoelse).isOK)
             #expect(try await alice.request(.whoelse).code == .rateLimited)
             #expect(try await alice.request(.whoelse).code == .rateLimited)
-            let text = try await scrape(port)
+            // Plaintext on the TLS port (another address: 127.0.0.1 is at its limit) fails the handshake.
+            let plain = try await RawConnection.connect(port: server.port, from: "127.0.0.2")
+            try await plain.send("GET / HTTP/1.0\r\n\r\n")
+            #expect(await plain.receivedUntilClose() != nil)
+            var text = ""
+            for _ in 0..<100 {
+                text = try await scrape(port)
+                if sample(text, #"parley_handshakes_failed_total{reason="not_tls"}"#) == 1 { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(sample(text, #"parley_handshakes_failed_total{reason="not_tls"}"#) == 1)
             #expect(sample(text, #"parley_refused_total{limit="connections_per_address"}"#) == 1)
             #expect(sample(text, #"parley_refused_total{limit="commands"}"#) == 2)
         }
