@@ -7,6 +7,10 @@ let nio: [Target.Dependency] = [
     .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
 ]
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let metrics: [Target.Dependency] = [
+    .product(name: "Metrics", package: "swift-metrics"),
+    .product(name: "Prometheus", package: "swift-prometheus"),
+]
 
 let package = Package(
     name: "parley",
@@ -27,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // OpenSSL 3 from the system (Debian's libssl-dev): headers only, no code.
@@ -54,9 +60,12 @@ let package = Package(
         .target(name: "ParleyCommands"),
         // Durable state behind a storage protocol; SQLite backend.
         .target(name: "ParleyStore", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio"), logging] + nio),
-        .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyCrypto", "CParleyShims", logging] + nio),
+        .target(name: "ParleyServer", dependencies: [
+            "ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyCrypto", "CParleyShims", logging,
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ] + nio + metrics),
         .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyCommands", "ParleyCrypto", logging] + nio),
-        .target(name: "ParleyTestSupport", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyServer", "ParleyClient", "ParleyCrypto"] + nio),
+        .target(name: "ParleyTestSupport", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyServer", "ParleyClient", "ParleyCrypto"] + nio + metrics),
         // parley-server's settings: one table of descriptors read from flags, environment and a
         // JSON file (swift-configuration), validated into a ServerConfiguration; `check`.
         .target(name: "ParleyServerSettings", dependencies: [
@@ -70,7 +79,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-        ] + nio),
+        ] + nio + metrics),
         .executableTarget(name: "parley", dependencies: [
             "ParleyClient", "ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "CLibEdit", logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -101,6 +110,6 @@ let package = Package(
             "ParleyServer", "ParleyServerSettings", "ParleyTLS", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore",
             // The crash test reads the database file itself (PRAGMA quick_check, what survived).
             .product(name: "SQLiteNIO", package: "sqlite-nio"),
-        ] + nio),
+        ] + nio + metrics),
     ]
 )

@@ -46,12 +46,17 @@ BIN=$(swift build -c release --show-bin-path)
 [ -f "$OUT/certs/server.pem" ] || scripts/gen-certs.sh "$OUT/certs" >/dev/null
 CERTS="$OUT/certs"
 
+# Every scenario connects from 127.0.0.1 and sends far more than a person would: the per-address and
+# per-connection limits are raised, explicitly.
+LIMITS=(--max-connections-per-address 1000000 --max-new-connections-per-minute 100000000
+  --commands-per-second 100000000 --command-burst 100000000 --max-registrations-per-hour 100000000)
+
 # start_server NAME [extra server options...]: a fresh server on $PORT; sets SERVER_PID.
 start_server() {
   local name=$1; shift
   rm -f "$OUT/$name.sqlite"*
   "$BIN/parley-server" --port "$PORT" --db "$OUT/$name.sqlite" --cert "$CERTS/server.pem" --key "$CERTS/server.key" \
-    --threads 1 --log-level error "$@" >"$OUT/$name.server.log" 2>&1 &
+    --threads 1 --log-level error "${LIMITS[@]}" "$@" >"$OUT/$name.server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi

@@ -9,6 +9,10 @@
 # Also measured in the same run: Parley's fan-out at each --flush-interval-ms of FLUSH_SWEEP (CPU
 # traded for latency), and OpenSSL's own memory floor per idle connection (scripts/openssl-floor.c).
 #
+# Also in the same run: Parley's fan-out with --metrics-listen on (scraped every second, as
+# Prometheus would) against the same fan-out with metrics off, reported as a ratio.
+# METRICS_ONLY=1 runs just those two (a quick check: METRICS_ONLY=1 N=50 D=3 scripts/bench.sh).
+#
 # THREADS is Parley's event-loop count: on a 2-core machine shared with the generator, 1 loop is
 # the like-for-like comparison with the single-threaded refsrv and ngircd; THREADS=2 is also run
 # when BOTH_THREADS=1.
@@ -21,12 +25,17 @@ N=${N:-1000} S=${S:-10} R=${R:-200} D=${D:-10} WARM=${WARM:-2}
 THREADS=${THREADS:-1} IDLE_N=${IDLE_N:-10000} HS_D=${HS_D:-10} HS_ROUNDS=${HS_ROUNDS:-3}
 # Parley is also run with these --flush-interval-ms values (the CPU-for-latency trade-off); "" skips.
 FLUSH_SWEEP=${FLUSH_SWEEP-20 30 40}
-PARLEY_PORT=7443 REF_PORT=7444 IRC_PORT=6698
+PARLEY_PORT=7443 REF_PORT=7444 IRC_PORT=6698 METRICS_PORT=${METRICS_PORT:-9331}
+METRICS_ONLY=${METRICS_ONLY:-}
+# The generator opens N connections from 127.0.0.1 and sends far more than a person would: the
+# per-address and per-connection limits are raised for it, explicitly.
+BENCH_LIMITS=(--max-connections-per-address 1000000 --max-new-connections-per-minute 100000000
+  --commands-per-second 100000000 --command-burst 100000000 --max-registrations-per-hour 100000000)
 mkdir -p "$OUT/bin"
 [ -f "$LG_SRC/loadgen.c" ] || { echo "bench: $LG_SRC/loadgen.c not found (set LG_SRC)"; exit 66; }
 
 scripts/install-deps.sh
-if ! command -v /usr/sbin/ngircd >/dev/null; then
+if [ -z "$METRICS_ONLY" ] && ! command -v /usr/sbin/ngircd >/dev/null; then
   echo "bench: installing ngircd (Debian) for the side-by-side"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ngircd >/dev/null
@@ -46,14 +55,18 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f /tmp/ngircd-run/ngircd.pid ] && kill "$(cat /tmp/ngircd-run/ngircd.pid)" 2>/dev/null || true; }
 trap cleanup EXIT
 
-start_parley() { # $1 = threads, $2 = --flush-interval-ms (default 0)
+start_parley() { # $1 = threads, $2 = --flush-interval-ms (default 0), then extra parley-server flags
+  local threads=$1 flush=${2:-0}; shift 2 || shift $#
   rm -f "$OUT"/parley.sqlite*
   "$BIN/parley-server" --port $PARLEY_PORT --db "$OUT/parley.sqlite" --cert "$OUT/certs/server.pem" \
-    --key "$OUT/certs/server.key" --insecure-hash-cost 10 --max-pending-logins 100000 --timeout 3600 --threads "$1" \
-    --flush-interval-ms "${2:-0}" --log-level error >"$OUT/parley-$1.log" 2>&1 &
+    --key "$OUT/certs/server.key" --insecure-hash-cost 10 --max-pending-logins 100000 --timeout 3600 --threads "$threads" \
+    --flush-interval-ms "$flush" "${BENCH_LIMITS[@]}" "$@" --log-level error >"$OUT/parley-$threads.log" 2>&1 &
   PARLEY_PID=$!; pids+=("$PARLEY_PID"); sleep 1
 }
 stop_parley() { kill "$PARLEY_PID" 2>/dev/null || true; wait "$PARLEY_PID" 2>/dev/null || true; }
+scrape_metrics() { # every second until killed, as a Prometheus server would; the last scrape is kept
+  while sleep 1; do curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$OUT/metrics-last.txt" || true; done
+}
 
 PARLEY_ARGS=(--proto jsonl --port $PARLEY_PORT --cafile "$OUT/certs/ca.pem" --sni localhost --tls13
   --login '{"type":"login","username":"u{i}","password":"password{i}"}' --login-ok-substring '"ok"'
@@ -85,6 +98,21 @@ FAN=(-n "$N" -s "$S" -r "$R" -d "$D" --warmup "$WARM")
 OPEN=(-n "$N" -s "$S" -r 0 --max-inflight 10 -d "$D" --warmup "$WARM")
 IDLE=(-n "$IDLE_N" -s 1 -r 1 -d 3 --warmup 0 --settle "${IDLE_SETTLE:-30}" --login-timeout 180)
 
+metrics_pair() { # fan-out with metrics off, then on (scraped), back to back
+  start_parley "$THREADS" 0
+  run "parley-t$THREADS-metrics-off" "$PARLEY_PID" "fanout-metrics-off" "${PARLEY_ARGS[@]}" "${FAN[@]}"
+  stop_parley
+  start_parley "$THREADS" 0 --metrics-listen "127.0.0.1:$METRICS_PORT"
+  scrape_metrics & SCRAPER=$!; pids+=("$SCRAPER")
+  run "parley-t$THREADS-metrics-on" "$PARLEY_PID" "fanout-metrics-on" "${PARLEY_ARGS[@]}" "${FAN[@]}"
+  kill "$SCRAPER" 2>/dev/null || true
+  stop_parley
+  grep -E '^parley_(deliveries_total|broadcasts_total|users_logged_in) ' "$OUT/metrics-last.txt" 2>/dev/null | sed 's/^/   last scrape: /' || true
+}
+
+if [ -n "$METRICS_ONLY" ]; then
+  metrics_pair
+else
 "$OUT/bin/refsrv" --port $REF_PORT --cert "$OUT/certs/server.pem" --key "$OUT/certs/server.key" --coalesce \
   --max-seconds 3600 >"$OUT/refsrv.log" 2>&1 &
 REF_PID=$!; pids+=("$REF_PID")
@@ -123,6 +151,8 @@ run ngircd "$IRC_PID" idle-ngircd "${IRC_ARGS[@]}" "${IDLE[@]}"
 echo "== openssl-floor: $OUT/bin/openssl-floor $OUT/certs 10000" | tee "$OUT/openssl-floor.txt"
 "$OUT/bin/openssl-floor" "$OUT/certs" 10000 | tee -a "$OUT/openssl-floor.txt" | grep -v '^RESULT' | sed 's/^/   /'
 grep '^RESULT ' "$OUT/openssl-floor.txt" | sed 's/^RESULT {/{"tag":"openssl","case":"openssl-floor",/' >>"$OUT/results.jsonl"
+metrics_pair
+fi
 
 python3 - "$OUT/results.jsonl" <<'PY' | tee "$OUT/summary.md"
 import json, sys
@@ -172,7 +202,13 @@ if floor:
           f"server connection, {floor} KiB): parley {g('idle-parley','kib_per_conn')} = "
           f"{ratio(g('idle-parley','kib_per_conn'), floor)}x the floor (target <= 1.3), "
           f"{g('idle-parley','logged_in')} of {g('idle-parley','conns')} clients held")
-sweep = [r for r in rows if "-f" in r["tag"] and r["case"].startswith("fanout")]
+off, on = by.get("fanout-metrics-off"), by.get("fanout-metrics-on")
+if off and on:
+    print(f"- metrics on (--metrics-listen, scraped every second) vs off, fan-out back to back: CPU-us per delivery "
+          f"{ratio(on['server_cpu_us_per_delivery'], off['server_cpu_us_per_delivery'])}x, p99 "
+          f"{ratio(on['p99_us'], off['p99_us'])}x, deliveries/s {ratio(on['deliveries_per_s'], off['deliveries_per_s'])}x "
+          f"(target: CPU <= 1.05x)")
+sweep = [r for r in rows if "-f" in r["tag"] and r["case"].startswith("fanout") and "metrics" not in r["tag"]]
 if sweep:
     print()
     print("**The flush-delay trade-off** (fan-out, same run; target: CPU <= 0.5x ngircd AND p99 <= 1.2x refsrv):")

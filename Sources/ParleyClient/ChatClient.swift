@@ -84,7 +84,7 @@ public final class ChatClient: Sendable {
         switch error {
         case .tls(.certificateVerificationFailed): .certificateFailed
         case .tls(.closedDuringHandshake), .tls(.uncleanShutdown), .connectFailed, .connectionClosed, .timedOut,
-             .eventBufferOverflow:
+             .eventBufferOverflow, .refused:
             .connectionLost
         case .tls, .protocolViolation, .unsupportedVersion: .otherError
         }

@@ -64,6 +64,7 @@ public final class ChatConnection: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(PlainRefusalHandler())
                         try sync.addHandler(TLSHandler(context: tlsContext, serverHostname: serverHostname))
                         try sync.addHandler(ByteToMessageHandler(FrameDecoder()))
                         try sync.addHandler(handler)

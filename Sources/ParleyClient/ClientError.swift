@@ -17,6 +17,8 @@ public enum ClientError: Error, Sendable, Equatable, CustomStringConvertible {
     case connectionClosed
     /// Events arrived faster than they were consumed and the bounded buffer filled up.
     case eventBufferOverflow
+    /// The server refused the connection before TLS (e.g. `too_many_connections` from this address).
+    case refused(ErrorCode)
 
     /// True when the failure is the server's certificate not verifying (fail closed).
     public var isCertificateFailure: Bool {
@@ -33,6 +35,9 @@ public enum ClientError: Error, Sendable, Equatable, CustomStringConvertible {
         case .timedOut: "the server did not answer in time"
         case .connectionClosed: "connection to the server lost"
         case .eventBufferOverflow: "too many unread events; connection closed"
+        // The code's own words: the refusal line came before TLS, so its text is not trusted.
+        case .refused(let code):
+            "the server refused the connection: \(code.defaultMessage.hasPrefix("Error. ") ? String(code.defaultMessage.dropFirst(7)) : code.defaultMessage)"
         }
     }
 }

@@ -60,7 +60,7 @@ extension ClientStateMachine {
         switch ending {
         case nil: return true
         case .serverShutdown?: return policy.servers.count > 1
-        case .timeout?, .logout?, .slowConsumer?, .accountLocked?, .kicked?, .disabled?: return false
+        case .timeout?, .logout?, .slowConsumer?, .accountLocked?, .kicked?, .disabled?, .flooding?: return false
         }
     }
 

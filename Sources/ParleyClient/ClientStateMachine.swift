@@ -336,7 +336,7 @@ public struct ClientStateMachine: Sendable {
         case .timeout: .timedOut
         case .logout: .ok
         case .accountLocked: .accountLocked
-        case .serverShutdown, .slowConsumer, .kicked, .disabled: .connectionLost
+        case .serverShutdown, .slowConsumer, .kicked, .disabled, .flooding: .connectionLost
         }
     }
 

@@ -68,7 +68,9 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let tls = error as? TLSError {
+        if let client = error as? ClientError {
+            fail(client)
+        } else if let tls = error as? TLSError {
             // The server closing right after `loggedout` without close_notify is just a close.
             if tls == .uncleanShutdown { return }
             fail(.tls(tls))

@@ -68,6 +68,7 @@ public enum Presenter {
         case .kicked: ["You have been logged out by the server operator."]
         case .disabled: ["Your account has been disabled by the server operator. You have been logged out."]
         case .accountLocked: ["Your account has been blocked after too many wrong passwords. You have been logged out."]
+        case .flooding: ["You have been logged out for sending too many commands too fast."]
         }
     }
 

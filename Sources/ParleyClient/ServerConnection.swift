@@ -39,6 +39,7 @@ public final class ServerConnection: Sendable {
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(PlainRefusalHandler())
                         try sync.addHandler(TLSHandler(context: tlsContext, serverHostname: serverHostname))
                         try sync.addHandler(ByteToMessageHandler(FrameDecoder()))
                         try sync.addHandler(ServerFrameDecoder())

@@ -26,6 +26,10 @@ public enum ErrorCode: String, Sendable, CaseIterable, Hashable {
     case privateNoRequest = "private_no_request"
     case rateLimited = "rate_limited"
     case tooManyRequests = "too_many_requests"
+    case tooManyConnections = "too_many_connections"
+    case tooManyNewConnections = "too_many_new_connections"
+    case tooManyRegistrations = "too_many_registrations"
+    case recipientQueueFull = "recipient_queue_full"
     case `internal` = "internal"
 
     /// The text shown to a person when the server sends no more specific message.
@@ -58,6 +62,10 @@ public enum ErrorCode: String, Sendable, CaseIterable, Hashable {
         case .privateNoRequest: "Error. No pending private request from this user"
         case .rateLimited: "Error. Too many requests, slow down"
         case .tooManyRequests: "Error. Too many private requests waiting for an answer"
+        case .tooManyConnections: "Error. Too many connections from your address; close one and try again"
+        case .tooManyNewConnections: "Error. Too many new connections from your address; try again in a minute"
+        case .tooManyRegistrations: "Error. Too many accounts registered from your address; try again later"
+        case .recipientQueueFull: "Error. The recipient has too many unread messages; try again after they log in"
         case .internal: "Error. Internal server error"
         }
     }

@@ -10,6 +10,8 @@ public enum LogoutReason: String, Sendable, Hashable, CaseIterable {
     case disabled
     /// Wrong old passwords given to `passwd` locked the name; the session ends with it.
     case accountLocked = "account_locked"
+    /// The client kept sending commands after they were refused as `rate_limited`.
+    case flooding
 }
 
 /// A server-to-client frame: the greeting, replies to requests, and unsolicited events.

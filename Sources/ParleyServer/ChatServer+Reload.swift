@@ -25,7 +25,12 @@ extension ChatServer {
     /// Takes new reloadable settings at once: the next login, failed password or new connection
     /// reads them; nothing already open is touched.
     public func apply(_ settings: RuntimeSettings) {
+        let before = service.runtime.current.limits
         service.runtime.replace(with: settings)
+        if settings.limits != before {
+            service.connections.update(settings.limits)
+            service.admission.updateRegistrations(perHour: settings.limits.maxRegistrationsPerAddressPerHour)
+        }
     }
 
     /// Builds a TLS context from the files (off the event loops) and makes new handshakes use it;
@@ -35,8 +40,10 @@ extension ChatServer {
         let context = try await Task.detached {
             try TLSContext(role: .server(certificateChainPath: certificatePath, privateKeyPath: privateKeyPath))
         }.value
-        let settings = TLSHandler.Settings(
-            context: context, handshakeTimeout: service.configuration.handshakeTimeout, logger: logger)
-        tls.withLockedValue { $0 = settings }
+        tls.withLockedValue { current in
+            current = TLSHandler.Settings(
+                context: context, handshakeTimeout: current.handshakeTimeout, logger: logger,
+                handshakeFailed: current.handshakeFailed)
+        }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import Metrics
 import NIOCore
 import NIOPosix
 import ParleyCrypto
@@ -8,12 +9,16 @@ import ParleyProtocol
 import ParleyProtocolNIO
 import ParleyStore
 import ParleyTLS
+import Prometheus
 
 /// A running Parley server: one TLS listener, its event loops, the hub and the store.
 public final class ChatServer: Sendable {
     /// The port actually bound (useful with port 0).
     public let port: Int
+    /// The port the metrics listener bound, if it is on.
+    public let metricsPort: Int?
     private let channel: Channel
+    private let metricsChannel: Channel?
     private let group: MultiThreadedEventLoopGroup
     let service: ChatService
     let logger: Logger
@@ -23,12 +28,14 @@ public final class ChatServer: Sendable {
     let tls: NIOLockedValueBox<TLSHandler.Settings>
 
     private init(
-        port: Int, channel: Channel, admin: AdminServer?, group: MultiThreadedEventLoopGroup, service: ChatService,
-        logger: Logger, tls: NIOLockedValueBox<TLSHandler.Settings>
+        port: Int, channel: Channel, admin: AdminServer?, metricsChannel: Channel?, group: MultiThreadedEventLoopGroup,
+        service: ChatService, logger: Logger, tls: NIOLockedValueBox<TLSHandler.Settings>
     ) {
         self.port = port
         self.channel = channel
         self.admin = admin
+        self.metricsChannel = metricsChannel
+        self.metricsPort = metricsChannel?.localAddress?.port
         self.group = group
         self.service = service
         self.logger = logger
@@ -36,10 +43,14 @@ public final class ChatServer: Sendable {
     }
 
     /// Builds the TLS context (off the event loops), opens the store, and starts listening.
+    /// Metrics go to `metricsRegistry` (the process's, when the binary bootstrapped `MetricsSystem`
+    /// with it), or to a registry of this server's own when `metricsListen` is set and none is
+    /// given; otherwise nothing is recorded.
     public static func start(
         configuration: ServerConfiguration,
         store: (any ChatStore)? = nil,
-        logger: Logger = Logger(label: "parley.server")
+        logger: Logger = Logger(label: "parley.server"),
+        metricsRegistry: PrometheusCollectorRegistry? = nil
     ) async throws -> ChatServer {
         let tls = try await Task.detached {
             try TLSContext(
@@ -69,21 +80,34 @@ public final class ChatServer: Sendable {
             try? await group.shutdownGracefully()
             throw error
         }
+        let registry = metricsRegistry ?? (configuration.metricsListen != nil ? PrometheusCollectorRegistry() : nil)
+        let metrics = registry.map { ServerMetrics(factory: Self.metricsFactory(registry: $0)) } ?? .disabled
+        if registry != nil, let queued = try? await chatStore.pendingMessageTotal() {
+            metrics.offlineQueued.set(queued)
+        }
         let loops = Array(group.makeIterator())
-        let hub = Hub(eventLoops: loops, minFlushInterval: configuration.minFlushInterval)
+        let hub = Hub(eventLoops: loops, minFlushInterval: configuration.minFlushInterval, metrics: metrics)
         let passwords = PasswordService(
             parameters: configuration.hashParameters, threads: configuration.hashingThreads,
-            maxPending: configuration.maxPendingHashes)
+            maxPending: configuration.maxPendingHashes, queueDepth: metrics.hasherQueue)
         let admission = LoginAdmission(
-            maxWaitingPerName: configuration.maxLoginsWaitingPerName, backoff: configuration.addressBackoff)
+            maxWaitingPerName: configuration.maxLoginsWaitingPerName, backoff: configuration.addressBackoff,
+            registrationsPerHour: configuration.limits.maxRegistrationsPerAddressPerHour)
         let service = ChatService(
             store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger,
-            admission: admission)
+            admission: admission, metrics: metrics)
         let channel: Channel
         var admin: AdminServer?
+        var metricsChannel: Channel?
         let tlsSettings = NIOLockedValueBox(
-            TLSHandler.Settings(context: tls, handshakeTimeout: configuration.handshakeTimeout, logger: logger))
+            TLSHandler.Settings(
+                context: tls, handshakeTimeout: configuration.handshakeTimeout, logger: logger,
+                handshakeFailed: { metrics.handshakeFailed(.init($0)) }))
+        let limiter = service.connections
         do {
+            if let address = configuration.metricsListen, let registry {
+                metricsChannel = try await MetricsListener.start(at: address, group: group, registry: registry)
+            }
             try await hub.startWakers()
             service.memory.start(on: loops[0])
             // Before the chat port: a second server on the same socket (so, most likely, the same
@@ -105,6 +129,21 @@ public final class ChatServer: Sendable {
                 .childChannelInitializer { child in
                     child.eventLoop.makeCompletedFuture {
                         let sync = child.pipeline.syncOperations
+                        // Before any TLS work: a refused connection costs one small write.
+                        switch limiter.admit(child.remoteAddress) {
+                        case .refused(let code):
+                            metrics.refused(code)
+                            logger.debug("connection refused", metadata: [
+                                "peer": "\(child.remoteAddress.map { "\($0)" } ?? "?")", "reason": "\(code.rawValue)"])
+                            try sync.addHandler(RefusedConnectionHandler(code: code))
+                            return
+                        case .admitted(let key):
+                            metrics.connectionsOpen.increment()
+                            child.closeFuture.whenComplete { _ in
+                                metrics.connectionsOpen.decrement()
+                                if let key { limiter.release(key) }
+                            }
+                        }
                         try sync.addHandler(
                             TLSHandler(settings: tlsSettings.withLockedValue { $0 }))
                         try sync.addHandler(ClientHandler(service: service))
@@ -113,6 +152,7 @@ public final class ChatServer: Sendable {
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
             await admin?.stop()
+            try? await metricsChannel?.close()
             service.memory.stop()
             try? await passwords.shutdown()
             try? await chatStore.close()
@@ -121,8 +161,19 @@ public final class ChatServer: Sendable {
         }
         let port = channel.localAddress?.port ?? configuration.port
         logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "tls": "1.3"])
+        if let metricsChannel, let address = metricsChannel.localAddress, let ip = address.ipAddress, let bound = address.port {
+            logger.info("metrics listening", metadata: ["address": "\(MetricsAddress(host: ip, port: bound))", "path": "/metrics"])
+        }
         return ChatServer(
-            port: port, channel: channel, admin: admin, group: group, service: service, logger: logger, tls: tlsSettings)
+            port: port, channel: channel, admin: admin, metricsChannel: metricsChannel, group: group, service: service,
+            logger: logger, tls: tlsSettings)
+    }
+
+    /// The Prometheus factory for a registry, with the flush-pass histogram's buckets.
+    public static func metricsFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.valueHistogramBuckets[ServerMetrics.flushPassLabel] = ServerMetrics.flushPassBuckets
+        return factory
     }
 
     /// Refuses to serve from a file SQLite reports damaged: better down than losing messages.
@@ -141,6 +192,7 @@ public final class ChatServer: Sendable {
     public func shutdown(drainTimeout: TimeAmount? = nil) async throws {
         await admin?.stop()
         try? await channel.close()
+        try? await metricsChannel?.close()
         let outcome = DrainOutcome()
         let drain: @Sendable () async -> Void = { [service] in
             let goodbye = ServerMessage.loggedOut(reason: .serverShutdown).frame()
@@ -198,6 +250,12 @@ public final class ChatServer: Sendable {
     public var loginsWaiting: Int { service.admission.waiting }
     /// Names whose password check (one at a time per name) is under way.
     public var namesBeingChecked: Int { service.admission.runningNames }
+
+    /// Connections counted open from the IP address `address` by the per-address limit.
+    public func connectionsCounted(from address: String) -> Int {
+        guard let socket = try? SocketAddress(ipAddress: address, port: 0) else { return 0 }
+        return service.connections.openCount(socket)
+    }
 
     /// Waits until the listener closes.
     public func waitUntilClosed() async throws {

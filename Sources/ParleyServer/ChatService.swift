@@ -25,6 +25,10 @@ final class ChatService: Sendable {
     let handlers = NIOLockedValueBox(0)
     /// Returns heap freed by connection churn to the system (see `MemoryReleaser`).
     let memory = MemoryReleaser()
+    /// What the server counts (no-ops when metrics are off).
+    let metrics: ServerMetrics
+    /// Connections per source address, decided at accept (see `ConnectionLimiter`).
+    let connections: ConnectionLimiter
 
     /// A connection handler was created.
     func connectionOpened() {
@@ -48,7 +52,9 @@ final class ChatService: Sendable {
     }
 
     init(store: any ChatStore, passwords: PasswordService, hub: Hub, configuration: ServerConfiguration,
-         logger: Logger, admission: LoginAdmission) {
+         logger: Logger, admission: LoginAdmission, metrics: ServerMetrics = .disabled) {
+        self.metrics = metrics
+        self.connections = ConnectionLimiter(limits: configuration.limits)
         self.store = store
         self.passwords = passwords
         self.hub = hub
@@ -140,7 +146,7 @@ final class ChatService: Sendable {
     /// leaves it for next time and must not be answered with ok.
     func acknowledge(_ delivery: Int64, for name: String) async -> Bool {
         do {
-            _ = try await store.acknowledge(delivery: delivery, for: name)
+            if try await store.acknowledge(delivery: delivery, for: name) { metrics.offlineQueued.decrement() }
             return true
         } catch {
             logger.error("deleting an acked message failed: \(error)", metadata: ["user": "\(name)"])
@@ -148,10 +154,20 @@ final class ChatService: Sendable {
         }
     }
 
-    /// Stores a message for a user who is not online.
-    func storeOffline(to recipient: String, from sender: String, text: String) async -> ProtocolError? {
+    /// Stores a message for a user who is not online, refusing it (`recipient_queue_full`) when
+    /// they already have `limits.maxQueuedPerRecipient` waiting. `withinQuota: false` is for a
+    /// message already answered `ok` (its recipient left mid-delivery): it is kept regardless,
+    /// so nothing the sender was told went through is dropped.
+    func storeOffline(to recipient: String, from sender: String, text: String, withinQuota: Bool = true) async -> ProtocolError? {
         do {
-            _ = try await store.enqueueOfflineMessage(to: recipient, from: sender, text: text, sentAt: Date())
+            let quota = withinQuota ? runtime.current.limits.maxQueuedPerRecipient : Int.max
+            guard try await store.enqueueOfflineMessage(to: recipient, from: sender, text: text, sentAt: Date(), quota: quota) != nil
+            else {
+                metrics.recipientQueueFull.increment()
+                logger.notice("offline message refused: recipient queue full", metadata: ["user": "\(recipient)"])
+                return ProtocolError(.recipientQueueFull)
+            }
+            metrics.offlineQueued.increment()
             return nil
         } catch StoreError.unknownAccount {
             return ProtocolError(.unknownUser)
@@ -215,7 +231,24 @@ extension ChatService {
     /// the store claims the attempt atomically, refusing a locked name, before any hash; and the
     /// claim is settled before the turn passes on, so the third failure has locked the name before
     /// a fourth check can start. The turn is given back whatever happens (`defer`).
-    func authenticate(username: String, password: String, address: String?) async -> Result<Authenticated, ProtocolError> {
+    func authenticate(username: String, password: String, peer: SocketAddress?) async -> Result<Authenticated, ProtocolError> {
+        let result = await checkLogin(username: username, password: password, address: LoginAdmission.addressKey(peer))
+        switch result {
+        case .success:
+            metrics.loginsOK.increment()
+        case .failure(let error):
+            if error.code == .accountLocked || error.code == .accountLockedNow {
+                metrics.loginsLocked.increment()
+            } else {
+                metrics.loginsFailed.increment()
+            }
+            // One stable line per failure, for fail2ban (contrib/fail2ban/filter.d/parley.conf).
+            logger.notice("\(FailedLoginLine(user: username, address: peer?.ipAddress, reason: error.code))")
+        }
+        return result
+    }
+
+    private func checkLogin(username: String, password: String, address: String?) async -> Result<Authenticated, ProtocolError> {
         guard Validation.isValidUsername(username) else { return .failure(ProtocolError(.invalidUsername)) }
         guard Validation.isValidPassword(password) else { return .failure(ProtocolError(.invalidPasswordFormat)) }
         let name = Validation.canonicalUsername(username)
@@ -288,8 +321,6 @@ extension ChatService {
     private func addressRefusal(_ address: String?, name: String) -> ProtocolError? {
         guard case .refused(let retryAfter) = admission.verdict(for: address) else { return nil }
         let seconds = max(1, (retryAfter.nanoseconds + 999_999_999) / 1_000_000_000)
-        logger.notice("login refused: address in back-off after failed logins",
-                      metadata: ["user": "\(name)", "peer": "\(address ?? "?")"])
         return ProtocolError(.rateLimited, "Error. Too many failed logins from your address; try again in \(seconds) s")
     }
 
@@ -302,6 +333,10 @@ extension ChatService {
             _ = try? await passwords.verify(password, against: passwords.decoyHash)
             admission.recordFailure(from: address)
             return .failure(ProtocolError(.registrationClosed))
+        }
+        guard admission.mayRegister(from: address) else {
+            metrics.registrationsRefused.increment()
+            return .failure(ProtocolError(.tooManyRegistrations))
         }
         let hash = try await passwords.hash(password)
         let created = try await store.createAccount(name: name, displayName: displayName, passwordHash: hash)

@@ -15,9 +15,10 @@ extension ClientHandler {
             message(to: to, text: text, id: id)
         case .broadcast(let text):
             guard let onlineUser else { return }
+            service.metrics.broadcasts.increment()
             let skip = service.hub.blockers(of: onlineUser.name)
             let frame = ServerMessage.broadcast(from: onlineUser.displayName, text: text).frame(allocator: context.channel.allocator)
-            service.hub.fanOut(frame, except: onlineUser.name, skipping: skip)
+            service.hub.fanOut(frame, except: onlineUser.name, skipping: skip, chat: true)
             let unreachable = !skip.isEmpty && service.hub.isAnyOnline(skip)
             send(.reply(.ok(id: id, .broadcast(unreachable: unreachable))))
         case .whoelse:
@@ -49,6 +50,7 @@ extension ClientHandler {
 
     private func message(to recipient: String, text: String, id: Int64?) {
         guard let onlineUser else { return }
+        service.metrics.messages.increment()
         if service.hub.blockers(of: onlineUser.name).contains(recipient) {
             return reply(id, .recipientBlockedYou)
         }
@@ -57,7 +59,7 @@ extension ClientHandler {
         let sender = onlineUser.displayName
         let delivered = service.hub.deliver(frame, to: recipient) {
             // The recipient left between lookup and delivery: keep the message for their next login.
-            service.background { _ = await $0.storeOffline(to: recipient, from: sender, text: text) }
+            service.background { _ = await $0.storeOffline(to: recipient, from: sender, text: text, withinQuota: false) }
         }
         if delivered {
             send(.reply(.ok(id: id)))
@@ -88,8 +90,8 @@ extension ClientHandler {
     // MARK: login
 
     private func login(username: String, password: String, id: Int64?) {
-        let address = LoginAdmission.addressKey(context.channel.remoteAddress)
-        loginTask = runTask({ await $0.authenticate(username: username, password: password, address: address) }) { result in
+        let peer = context.channel.remoteAddress
+        loginTask = runTask({ await $0.authenticate(username: username, password: password, peer: peer) }) { result in
             self.loginTask = nil
             switch result {
             case .failure(let error):
@@ -113,6 +115,7 @@ extension ClientHandler {
             return
         }
         wentOnline(onlineUser)
+        service.metrics.usersLoggedIn.increment()
         perform(machine.loginFinished(as: account.name))
         logger.info("login", metadata: ["user": "\(account.name)", "peer": "\(peerDescription)"])
         send(.reply(.ok(id: id, .login(username: account.displayName, created: account.created))))

@@ -43,7 +43,7 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         self.framer = LineFramer(maxFrameBytes: configuration.maxFrameBytes)
         self.machine = Machine(
             clock: SystemClock(), idleTimeout: service.runtime.current.idleTimeout, loginTimeout: configuration.loginTimeout,
-            maxBadFramesInARow: configuration.maxBadFramesInARow)
+            maxBadFramesInARow: configuration.maxBadFramesInARow, commandRate: service.runtime.current.limits.commandRate)
         service.connectionOpened()
     }
 
@@ -163,6 +163,7 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         case .resumeReading:
             context.read()
         case .reply(let reply):
+            if case .error(.rateLimited, _) = reply.outcome { service.metrics.commandsRateLimited.increment() }
             send(.reply(reply))
         case .run(let command, let id):
             run(command, id: id)
@@ -198,6 +199,7 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
             send(.error(code: code, message: "too many bad requests; closing the connection"), flush: true)
         case .slowConsumer:
             logger.notice("disconnecting a client that stopped reading", metadata: peerMetadata)
+            service.metrics.slowConsumerDisconnects.increment()
             // Ended first: the notice then goes straight to the channel, queued behind the backlog,
             // so a client that wakes up in time learns why it was dropped.
             endConnection(reason)
@@ -205,6 +207,10 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
             if let name = onlineUser?.name { logger.notice("logged out by the operator", metadata: ["user": "\(name)", "reason": "\(reason)"]) }
         case .accountLocked:
             if let name = onlineUser?.name { logger.notice("session ended: account locked by wrong passwords", metadata: ["user": "\(name)"]) }
+        case .flooding:
+            logger.notice("logging out a client that kept sending commands after rate_limited",
+                          metadata: ["user": "\(onlineUser?.name ?? "-")", "peer": "\(peerDescription)"])
+            service.metrics.floodingDisconnects.increment()
         case .loggedOut, .acksSettled, .disconnected, .serverStopping:
             break
         }
@@ -245,6 +251,7 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         onlineUser.close()
         let hub = service.hub
         guard let entry = hub.unregister(onlineUser) else { return }
+        service.metrics.usersLoggedIn.decrement()
         let why = reason.privateStopText(user: onlineUser.displayName)
         for (peer, link) in entry.privateLinks {
             // A lost server connection does not end a session already set up: the direct link is

@@ -24,6 +24,8 @@ enum EndReason: Equatable, Sendable {
     case badFrames(ErrorCode)
     /// The client stopped reading and its backlog passed the limit.
     case slowConsumer
+    /// The client kept sending commands after they were refused as `rate_limited`.
+    case flooding
     /// After a logout, every stored message was acked or the wait for acks ran out.
     case acksSettled
     /// The peer closed the connection or it failed.
@@ -47,6 +49,7 @@ enum EndReason: Equatable, Sendable {
         case .kicked: .kicked
         case .disabled: .disabled
         case .accountLocked: .accountLocked
+        case .flooding: .flooding
         case .loginDeadline, .badFrames, .acksSettled, .disconnected, .serverStopping: nil
         }
     }
@@ -153,13 +156,23 @@ struct ConnectionStateMachine<Clock: ConnectionClock> {
     private var badFramesInARow = 0
     /// Stored messages sent and not acked yet.
     private(set) var unacked: Set<Int64> = []
+    /// Commands this connection may send now (nil: no limit); refused ones get `rate_limited`.
+    private var commands: TokenBucket?
+    private let flood: (refusals: Int, window: TimeAmount)
+    /// Refusals since `floodWindowStart`; `flood.refusals` of them within the window end the session.
+    private var floodRefusals = 0
+    private var floodWindowStart = NIODeadline.uptimeNanoseconds(0)
 
-    init(clock: Clock, idleTimeout: TimeAmount, loginTimeout: TimeAmount, maxBadFramesInARow: Int) {
+    init(clock: Clock, idleTimeout: TimeAmount, loginTimeout: TimeAmount, maxBadFramesInARow: Int,
+         commandRate: CommandRate? = nil) {
         self.clock = clock
         self.idleTimeout = idleTimeout
         self.loginTimeout = loginTimeout
         self.maxBadFramesInARow = maxBadFramesInARow
-        self.phase = .greeting(deadline: clock.now + loginTimeout)
+        let now = clock.now
+        self.phase = .greeting(deadline: now + loginTimeout)
+        self.commands = commandRate.map { TokenBucket(capacity: Double($0.burst), perSecond: $0.perSecond, now: now) }
+        self.flood = (max(1, commandRate?.floodRefusals ?? 1), commandRate?.floodWindow ?? .seconds(1))
     }
 
     var queued: Int { queue.count - queueHead }
@@ -330,9 +343,36 @@ struct ConnectionStateMachine<Clock: ConnectionClock> {
             return .reply(.error(error))
         case .request(let request, let id):
             badFramesInARow = 0
+            if let refusal = rateLimit(request, id: id) { return refusal }
             return handle(request, id: id)
         }
     }
+
+    /// Spends a token for `request`, or refuses it; a client that keeps going after
+    /// `flood.refusals` refusals within `flood.window` is logged out. Acks are never refused:
+    /// they answer what the server sent (a login can bring a thousand stored messages).
+    private mutating func rateLimit(_ request: Request, id: Int64?) -> Action? {
+        guard commands != nil else { return nil }
+        if case .ack = request { return nil }
+        switch phase {
+        case .greeting, .online: break
+        case .loggingIn, .closing, .closed: return nil
+        }
+        let now = clock.now
+        guard !commands!.take(now: now) else { return nil }
+        if now - floodWindowStart > flood.window {
+            floodWindowStart = now
+            floodRefusals = 0
+        }
+        floodRefusals += 1
+        if floodRefusals >= flood.refusals {
+            phase = .closed
+            return .close(.flooding)
+        }
+        return .reply(.error(id: id, .rateLimited, message: Self.slowDown))
+    }
+
+    static var slowDown: String { "Error. Too many commands, slow down" }
 
     private mutating func handle(_ request: Request, id: Int64?) -> Action {
         switch phase {

@@ -30,8 +30,8 @@ final class Hub: Sendable {
     private let shards: [ObjectIdentifier: LoopShard]
     private let allShards: [LoopShard]
 
-    init(eventLoops: [EventLoop], minFlushInterval: TimeAmount = .zero) {
-        let shards = eventLoops.map { LoopShard(eventLoop: $0, minFlushInterval: minFlushInterval) }
+    init(eventLoops: [EventLoop], minFlushInterval: TimeAmount = .zero, metrics: ServerMetrics = .disabled) {
+        let shards = eventLoops.map { LoopShard(eventLoop: $0, minFlushInterval: minFlushInterval, metrics: metrics) }
         self.allShards = shards
         self.shards = Dictionary(uniqueKeysWithValues: shards.map { (ObjectIdentifier($0.eventLoop), $0) })
     }
@@ -127,13 +127,14 @@ final class Hub: Sendable {
     // MARK: fan-out
 
     /// Sends one encoded frame to every online user except `sender` and `skipping`, one hop per
-    /// event loop (not per recipient).
-    func fanOut(_ frame: ByteBuffer, except sender: String, skipping: Set<String>) {
+    /// event loop (not per recipient). `chat`: a broadcast, counted in the delivery metrics
+    /// (presence notices are not).
+    func fanOut(_ frame: ByteBuffer, except sender: String, skipping: Set<String>, chat: Bool = false) {
         for shard in allShards {
             if shard.eventLoop.inEventLoop {
-                shard.fanOut(frame, except: sender, skipping: skipping)
+                shard.fanOut(frame, except: sender, skipping: skipping, chat: chat)
             } else {
-                shard.eventLoop.execute { shard.fanOut(frame, except: sender, skipping: skipping) }
+                shard.eventLoop.execute { shard.fanOut(frame, except: sender, skipping: skipping, chat: chat) }
             }
         }
     }
@@ -143,9 +144,9 @@ final class Hub: Sendable {
     func deliver(_ frame: ByteBuffer, to name: String, onMiss: @escaping @Sendable () -> Void) -> Bool {
         guard let onlineUser = state.withLockedValue({ $0.online[name]?.onlineUser }) else { return false }
         if onlineUser.eventLoop.inEventLoop {
-            if !onlineUser.send(frame) { onMiss() }
+            if onlineUser.send(frame) { onlineUser.delivered() } else { onMiss() }
         } else {
-            onlineUser.eventLoop.execute { if !onlineUser.send(frame) { onMiss() } }
+            onlineUser.eventLoop.execute { if onlineUser.send(frame) { onlineUser.delivered() } else { onMiss() } }
         }
         return true
     }

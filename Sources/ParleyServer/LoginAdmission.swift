@@ -20,6 +20,8 @@ final class LoginAdmission: Sendable {
     private struct State {
         var gate: LoginGate
         var backoff: AddressBackoff
+        /// Registrations per address per hour.
+        var registrations: AddressBuckets
         var waiters: [UInt64: CheckedContinuation<Entry, Never>] = [:]
         var nextTicket: UInt64 = 0
         var closed = false
@@ -28,11 +30,17 @@ final class LoginAdmission: Sendable {
     private let state: NIOLockedValueBox<State>
     private let clock: @Sendable () -> NIODeadline
 
-    init(maxWaitingPerName: Int, backoff: AddressBackoffPolicy,
+    init(maxWaitingPerName: Int, backoff: AddressBackoffPolicy, registrationsPerHour: Int = ServerLimits().maxRegistrationsPerAddressPerHour,
          clock: @escaping @Sendable () -> NIODeadline = { .now() }) {
         self.state = NIOLockedValueBox(State(gate: LoginGate(maxWaiting: maxWaitingPerName),
-                                             backoff: AddressBackoff(policy: backoff)))
+                                             backoff: AddressBackoff(policy: backoff),
+                                             registrations: AddressBuckets(capacity: registrationsPerHour, per: .hours(1))))
         self.clock = clock
+    }
+
+    /// A reload's new registration budget; every address starts again with a full one.
+    func updateRegistrations(perHour: Int) {
+        state.withLockedValue { $0.registrations.update(capacity: perHour, per: .hours(1)) }
     }
 
     /// Whether `address` may try a password now (nil: no address known, never refused).
@@ -40,6 +48,18 @@ final class LoginAdmission: Sendable {
         guard let address else { return .allowed }
         let now = clock()
         return state.withLockedValue { $0.backoff.verdict(address, now: now) }
+    }
+
+    /// Spends one of `address`'s registrations for this hour; false when none is left.
+    func mayRegister(from address: String?) -> Bool {
+        guard let address else { return true }
+        let now = clock()
+        return state.withLockedValue { $0.registrations.take(address, now: now) }
+    }
+
+    /// New registration budget (a reload): every address starts afresh.
+    func updateRegistrations(perHour: Int) {
+        state.withLockedValue { $0.registrations.update(capacity: perHour, per: .hours(1)) }
     }
 
     /// Counts a failed password check from `address`.

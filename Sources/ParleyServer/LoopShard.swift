@@ -21,6 +21,10 @@ final class LoopShard: @unchecked Sendable {
     private var flushScheduled = false
     private var lastFlush = NIODeadline.uptimeNanoseconds(0)
     private let minFlushInterval: TimeAmount
+    /// Frames handed to sessions since the last pass ended, added to the metrics once per pass
+    /// (no atomic per delivery on the fan-out path).
+    private var deliveredSinceFlush = 0
+    private let metrics: ServerMetrics
     /// A pipe on this loop: a byte written to it continues a flush pass right after the loop's
     /// next poll of its sockets, without sleeping (set by `startWaker`; until then a timer does).
     private var waker: Channel?
@@ -29,8 +33,9 @@ final class LoopShard: @unchecked Sendable {
     /// `minFlushInterval`: under load, flush passes are at least this far apart, so each client
     /// gets several messages per TLS record and write(2); a quiet server flushes at the end of
     /// the loop pass, adding no delay.
-    init(eventLoop: EventLoop, minFlushInterval: TimeAmount = .zero) {
+    init(eventLoop: EventLoop, minFlushInterval: TimeAmount = .zero, metrics: ServerMetrics = .disabled) {
         self.eventLoop = eventLoop
+        self.metrics = metrics
         self.minFlushInterval = minFlushInterval
     }
 
@@ -62,14 +67,23 @@ final class LoopShard: @unchecked Sendable {
     }
 
     /// Writes one already-encoded frame to every local session except `sender` and `skip`.
-    func fanOut(_ frame: ByteBuffer, except sender: String, skipping skip: Set<String>) {
+    func fanOut(_ frame: ByteBuffer, except sender: String, skipping skip: Set<String>, chat: Bool = false) {
         eventLoop.preconditionInEventLoop()
         let except = onlineUsers[sender]
+        var sent = 0
         if skip.isEmpty {
-            for onlineUser in members where onlineUser !== except { onlineUser.send(frame) }
+            for onlineUser in members where onlineUser !== except && onlineUser.send(frame) { sent += 1 }
         } else {
-            for onlineUser in members where onlineUser !== except && !skip.contains(onlineUser.name) { onlineUser.send(frame) }
+            for onlineUser in members where onlineUser !== except && !skip.contains(onlineUser.name) && onlineUser.send(frame) {
+                sent += 1
+            }
         }
+        if chat { deliveredSinceFlush += sent }
+    }
+
+    /// One message reached a session of this loop (a direct message; fan-out counts itself).
+    func delivered() {
+        deliveredSinceFlush += 1
     }
 
     /// One flush per dirty session per loop pass: many queued frames leave as few TLS records.
@@ -117,6 +131,11 @@ final class LoopShard: @unchecked Sendable {
             return
         }
         // Pass done: let go of its sessions (a closed one must not outlive its pass), keep the room.
+        metrics.flushPassSize.record(flushing.count)
+        if deliveredSinceFlush > 0 {
+            metrics.deliveries.increment(by: deliveredSinceFlush)
+            deliveredSinceFlush = 0
+        }
         flushing.removeAll(keepingCapacity: true)
         flushedInPass = 0
         if dirty.isEmpty {

@@ -42,6 +42,9 @@ final class OnlineUser: @unchecked Sendable {
         self.maxBacklog = maxBacklog
     }
 
+    /// Counts a message delivered to this session in its shard's metrics (once per pass).
+    func delivered() { shard.delivered() }
+
     /// Queues one frame; the flush happens once per loop pass for all frames queued in it.
     /// Returns false when the session has ended (the caller keeps the message some other way).
     @discardableResult

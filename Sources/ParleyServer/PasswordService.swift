@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -12,11 +13,14 @@ final class PasswordService: Sendable {
     private let hasher: PasswordHasher
     private let pending = NIOLockedValueBox(0)
     private let maxPending: Int
+    /// Hashes waiting or running, for the metrics.
+    private let queueDepth: Meter
     /// A hash of a random password at the configured cost, checked when there is no account, so
     /// that refusing an unknown name takes as long as refusing a wrong password.
     let decoyHash: String
 
-    init(parameters: PasswordHasher.Parameters, threads: Int, maxPending: Int) {
+    init(parameters: PasswordHasher.Parameters, threads: Int, maxPending: Int, queueDepth: Meter = ServerMetrics.disabled.hasherQueue) {
+        self.queueDepth = queueDepth
         self.pool = NIOThreadPool(numberOfThreads: threads)
         self.hasher = PasswordHasher(parameters: parameters)
         self.maxPending = maxPending
@@ -48,7 +52,11 @@ final class PasswordService: Sendable {
             return true
         }
         guard admitted else { throw Failure.busy }
-        defer { pending.withLockedValue { $0 -= 1 } }
+        queueDepth.increment()
+        defer {
+            pending.withLockedValue { $0 -= 1 }
+            queueDepth.decrement()
+        }
         return try await pool.runIfActive(work)
     }
 }

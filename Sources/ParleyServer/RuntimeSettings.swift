@@ -12,22 +12,30 @@ public struct RuntimeSettings: Sendable, Equatable {
     /// Idle time before a user is logged out (read when a connection opens: connections already
     /// open keep the timeout they started with).
     public var idleTimeout: TimeAmount
+    /// Connection, command, registration and queue limits (connection and registration budgets
+    /// start full again on a change; the command rate applies to connections opened afterwards).
+    public var limits: ServerLimits
 
-    public init(registrationOpen: Bool, blockDuration: TimeAmount, idleTimeout: TimeAmount) {
+    public init(registrationOpen: Bool, blockDuration: TimeAmount, idleTimeout: TimeAmount, limits: ServerLimits = ServerLimits()) {
         self.registrationOpen = registrationOpen
         self.blockDuration = blockDuration
         self.idleTimeout = idleTimeout
+        self.limits = limits
     }
 }
 
 extension ServerConfiguration {
     /// The part of this configuration a reload may change.
     public var runtimeSettings: RuntimeSettings {
-        get { RuntimeSettings(registrationOpen: registrationOpen, blockDuration: blockDuration, idleTimeout: idleTimeout) }
+        get {
+            RuntimeSettings(
+                registrationOpen: registrationOpen, blockDuration: blockDuration, idleTimeout: idleTimeout, limits: limits)
+        }
         set {
             registrationOpen = newValue.registrationOpen
             blockDuration = newValue.blockDuration
             idleTimeout = newValue.idleTimeout
+            limits = newValue.limits
         }
     }
 }

@@ -60,9 +60,37 @@ public struct ServerConfiguration: Sendable {
     /// What the admin socket's `reload` does (the executable raises SIGHUP); nil: `reload` is
     /// refused as unavailable. Called on an event loop, so it must return at once.
     public var adminReload: (@Sendable () -> Void)? = nil
+    /// Per-address connection, command, registration and offline-queue limits (one value, so a
+    /// reload can swap them together).
+    public var limits = ServerLimits()
+    /// Where to serve Prometheus metrics over plain HTTP (`GET /metrics`); nil (the default): off.
+    public var metricsListen: MetricsAddress? = nil
     /// Test hook: sees every request the server decoded, in order (e.g. to assert that private text
     /// never reaches the server). Nil in production; called on event loops, so it must be quick.
     public var requestObserver: (@Sendable (Request) -> Void)? = nil
 
     public init() {}
+}
+
+/// A host and port for the metrics listener, parsed from `HOST:PORT` (IPv6 as `[ADDR]:PORT`).
+public struct MetricsAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Nil unless `text` is `HOST:PORT` with a port 0-65535.
+    public init?(parsing text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.init(host: host, port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }

@@ -59,6 +59,55 @@ extension ServerSettings {
                 return nil
             },
             copy: { $0.logLevel = $1.logLevel }),
+        .duration(
+            "login-timeout", range: 1...86_400,
+            help: "Seconds a connection may take from connecting to logging in.", \.server.loginTimeout),
+        .int(
+            "max-connections-per-address", range: 1...1_000_000_000, reloadable: true,
+            help: "Connections open at once from one source address (IPv6: one /64); more are refused at accept.",
+            \.server.limits.maxConnectionsPerAddress),
+        .int(
+            "max-new-connections-per-minute", range: 1...1_000_000_000, reloadable: true,
+            help: "New connections one source address may open per minute; more are refused at accept.",
+            \.server.limits.maxNewConnectionsPerMinute),
+        Setting(
+            key: "commands-per-second", type: .int, reloadable: true, valueName: "N",
+            help: "Commands one connection may send per second on average; more are refused (rate_limited).",
+            read: { String(Int($0.server.limits.commandsPerSecond)) },
+            write: { settings, content in
+                guard case .int(let value) = content else { return "must be an integer" }
+                guard (1...1_000_000_000).contains(value) else { return "must be 1-1000000000" }
+                settings.server.limits.commandsPerSecond = Double(value)
+                return nil
+            },
+            copy: { $0.server.limits.commandsPerSecond = $1.server.limits.commandsPerSecond }),
+        .int(
+            "command-burst", range: 1...1_000_000_000, reloadable: true,
+            help: "Commands one connection may send at once above the average.", \.server.limits.commandBurst),
+        .int(
+            "flood-refusals", range: 1...1_000_000_000, reloadable: true,
+            help: "rate_limited refusals within 10 s after which the user is logged out (flooding).",
+            \.server.limits.floodRefusals),
+        .int(
+            "max-queued-per-recipient", range: 1...1_000_000_000, reloadable: true,
+            help: "Offline messages kept for one recipient; more are refused (recipient_queue_full).",
+            \.server.limits.maxQueuedPerRecipient),
+        .int(
+            "max-registrations-per-hour", range: 1...1_000_000_000, reloadable: true,
+            help: "Accounts one source address may register per hour; more are refused (too_many_registrations).",
+            \.server.limits.maxRegistrationsPerAddressPerHour),
+        Setting(
+            key: "metrics-listen", type: .string, valueName: "HOST:PORT",
+            help: "Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP; off by default).",
+            read: { $0.server.metricsListen.map { "\($0)" } ?? "off" },
+            write: { settings, content in
+                guard case .string(let value) = content else { return "must be HOST:PORT" }
+                if value.isEmpty || value == "off" { settings.server.metricsListen = nil; return nil }
+                guard let address = MetricsAddress(parsing: value) else { return "must be HOST:PORT, e.g. 127.0.0.1:9331" }
+                settings.server.metricsListen = address
+                return nil
+            },
+            copy: { $0.server.metricsListen = $1.server.metricsListen }),
         Setting(
             key: "admin-socket", type: .string, valueName: "PATH",
             help: "Unix socket (mode 0600) for `parley-server admin`; none turns it off (default: beside the database, <db>.admin.sock).",

@@ -73,8 +73,15 @@ public protocol ChatStore: Sendable {
     /// Up to `limit` queued messages for `recipient` with id greater than `afterID`, oldest first.
     /// Nothing is removed until acknowledged.
     func pendingMessages(for recipient: String, after afterID: Int64, limit: Int) async throws -> [StoredMessage]
+    /// Queues a message unless `recipient` already has `quota` or more queued: the check and the
+    /// insert are one statement, so concurrent senders cannot pass the quota. Returns the delivery
+    /// id, or nil when the queue is full. Throws `StoreError.unknownAccount` like the plain enqueue.
+    func enqueueOfflineMessage(to recipient: String, from sender: String, text: String, sentAt: Date, quota: Int)
+        async throws -> Int64?
     /// How many messages are queued for `recipient` (for per-recipient quotas).
     func pendingMessageCount(for recipient: String) async throws -> Int
+    /// How many messages are queued for everyone (the metrics' starting queue depth).
+    func pendingMessageTotal() async throws -> Int
     /// Deletes the message with this id if it belongs to `recipient`. Idempotent; returns whether
     /// this call deleted it.
     @discardableResult

@@ -211,6 +211,27 @@ extension SQLiteStore {
         }
     }
 
+    public func enqueueOfflineMessage(to recipient: String, from sender: String, text: String, sentAt: Date, quota: Int)
+        async throws -> Int64?
+    {
+        // Counted through the (recipient, id) index; SQLite runs the statement as one step.
+        let rows = try await query(
+            """
+            INSERT INTO offline_messages (recipient, sender, body, sent_at)
+            SELECT ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM offline_messages WHERE recipient = ?) < ?
+            RETURNING id
+            """,
+            [.text(recipient), .text(sender), .text(text), .int64(sentAt.unixMilliseconds), .text(recipient),
+             .integer(max(0, quota))])
+        guard let row = rows.first else { return nil }
+        return try row.int("id")
+    }
+
+    public func pendingMessageTotal() async throws -> Int {
+        let rows = try await query("SELECT COUNT(*) AS n FROM offline_messages", [])
+        return Int(try rows.first?.int("n") ?? 0)
+    }
+
     public func pendingMessageCount(for recipient: String) async throws -> Int {
         let rows = try await query("SELECT COUNT(*) AS n FROM offline_messages WHERE recipient = ?",
                                    [.text(recipient)])

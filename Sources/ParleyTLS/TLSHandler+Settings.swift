@@ -11,16 +11,21 @@ extension TLSHandler {
         let handshakeTimeout: TimeAmount
         let closeNotifyTimeout: TimeAmount
         let logger: Logger?
+        /// Called (on the connection's loop) when a handshake fails, e.g. to count it by reason.
+        let handshakeFailed: (@Sendable (TLSError) -> Void)?
 
-        /// See `TLSHandler.init(context:serverHostname:pinnedFingerprint:handshakeTimeout:closeNotifyTimeout:logger:)`.
+        /// See `TLSHandler.init(context:serverHostname:pinnedFingerprint:handshakeTimeout:closeNotifyTimeout:logger:)`;
+        /// `handshakeFailed` hears of every handshake that did not complete.
         public init(
             context: TLSContext,
             serverHostname: String? = nil,
             pinnedFingerprint: [UInt8]? = nil,
             handshakeTimeout: TimeAmount = .seconds(10),
             closeNotifyTimeout: TimeAmount = .seconds(2),
-            logger: Logger? = nil
+            logger: Logger? = nil,
+            handshakeFailed: (@Sendable (TLSError) -> Void)? = nil
         ) {
+            self.handshakeFailed = handshakeFailed
             self.tlsContext = context
             self.serverHostname = serverHostname
             self.pinnedFingerprint = pinnedFingerprint

@@ -210,6 +210,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             failPendingWrites(ChannelError.ioOnClosedChannel)
         case .failHandshake:
             failPendingWrites(TLSError.closedDuringHandshake)
+            settings.handshakeFailed?(.closedDuringHandshake)
             logger?.debug("connection closed during TLS handshake")
         case .uncleanShutdown:
             failPendingWrites(TLSError.uncleanShutdown)
@@ -344,7 +345,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: failure
 
     private func fail(context: ChannelHandlerContext, error: TLSError) {
+        let handshaking = machine.state == .handshaking || machine.state == .idle
         guard machine.failed() else { return }
+        if handshaking { settings.handshakeFailed?(error) }
         handshakeTimer?.cancel()
         closeTimer?.cancel()
         // Send any alert OpenSSL produced, so the peer learns why.

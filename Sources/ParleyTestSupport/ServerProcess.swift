@@ -36,10 +36,11 @@ public final class ServerProcess: @unchecked Sendable {
     /// restart passes the old one's `certs`, `database` and `port`, and a second server trusted by
     /// the same clients passes `certs` with a database of its own (`name` keeps their files apart).
     /// Passed-in `certs` stay in place at `stop`. `environment` is added to the test's own. Without
-    /// `standardFlags`, `arguments` are the whole command line (port, files, hash cost).
+    /// `standardFlags`, `arguments` are the whole command line (port, files, hash cost). `raisedLimits`
+    /// lifts the per-address and command limits (tests open many connections from 127.0.0.1).
     public static func start(
         _ arguments: [String] = [], environment: [String: String] = [:], certs given: TestCertificates? = nil,
-        database: String? = nil, port: Int = 0, name: String = "parley", standardFlags: Bool = true,
+        database: String? = nil, port: Int = 0, name: String = "parley", standardFlags: Bool = true, raisedLimits: Bool = true,
         timeout: Double = 60
     ) async throws -> ServerProcess {
         let certs = try given ?? TestCertificates.make()
@@ -52,7 +53,7 @@ public final class ServerProcess: @unchecked Sendable {
             "--port", String(port), "--cert", certs.certificatePath, "--key", certs.keyPath,
             "--db", databasePath, "--insecure-hash-cost", "10",
         ]
-        process.arguments = (standardFlags ? standard : []) + arguments
+        process.arguments = (standardFlags ? standard + (raisedLimits ? Self.loadTestingLimits : []) : []) + arguments
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
@@ -80,6 +81,14 @@ public final class ServerProcess: @unchecked Sendable {
         }
         throw ServerProcessError.notListening(log: (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")
     }
+
+    /// The flags that raise the per-address and per-connection limits for tests that open many
+    /// connections or send many commands from 127.0.0.1 (later flags in `arguments` win).
+    public static let loadTestingLimits = [
+        "--max-connections-per-address", "1000000", "--max-new-connections-per-minute", "100000000",
+        "--commands-per-second", "100000000", "--command-burst", "100000000", "--max-registrations-per-hour", "100000000",
+    ]
+
 
     /// Freezes the whole process: it neither reads nor answers until `resume()`. Returns once
     /// every thread has stopped (the signal is asynchronous), or after `timeout` seconds.

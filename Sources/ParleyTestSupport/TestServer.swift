@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import ParleyCrypto
 import ParleyServer
+import Prometheus
 
 /// A real server on 127.0.0.1 with a port picked by the OS, fresh certificates and its own database.
 public final class TestServer: @unchecked Sendable {
@@ -23,7 +24,10 @@ public final class TestServer: @unchecked Sendable {
     }
 
     /// Starts a server; `configure` may change settings (timeouts, block duration...).
-    public static func start(_ configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
+    public static func start(
+        logger: Logger? = nil, metricsRegistry: PrometheusCollectorRegistry? = nil,
+        _ configure: (inout ServerConfiguration) -> Void = { _ in }
+    ) async throws -> TestServer {
         let certs = try TestCertificates.make()
         var config = ServerConfiguration()
         config.port = 0
@@ -32,8 +36,11 @@ public final class TestServer: @unchecked Sendable {
         config.databasePath = certs.directory.appendingPathComponent("parley.sqlite").path
         config.hashParameters = .testing
         config.eventLoopThreads = 2
+        // The suite opens many connections and sends many commands from 127.0.0.1: the per-address
+        // and per-connection limits are raised here, explicitly; the limit tests set their own.
+        config.limits = .loadTesting
         configure(&config)
-        let server = try await ChatServer.start(configuration: config, logger: Self.quietLogger)
+        let server = try await ChatServer.start(configuration: config, logger: logger ?? Self.quietLogger, metricsRegistry: metricsRegistry)
         return TestServer(certs: certs, databasePath: config.databasePath, server: server, configuration: config)
     }
 

@@ -1,10 +1,12 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
 import ParleyServer
 import ParleyServerSettings
 import ServiceLifecycle
 import UnixSignals
+import Prometheus
 
 @main
 struct ParleyServerCommand: AsyncParsableCommand {
@@ -63,7 +65,14 @@ struct Serve: AsyncParsableCommand {
             // SIGHUP is the reload signal; the admin socket's `reload` raises it in this process.
             configuration.adminReload = { kill(getpid(), SIGHUP) }
             configuration.adminSocketPath = loaded.settings.adminSocketPath
-            server = try await ChatServer.start(configuration: configuration, logger: logger)
+            var registry: PrometheusCollectorRegistry?
+            if configuration.metricsListen != nil {
+                // Once per process: libraries that use swift-metrics report into the same registry.
+                let shared = PrometheusCollectorRegistry()
+                MetricsSystem.bootstrap(ChatServer.metricsFactory(registry: shared))
+                registry = shared
+            }
+            server = try await ChatServer.start(configuration: configuration, logger: logger, metricsRegistry: registry)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(70)

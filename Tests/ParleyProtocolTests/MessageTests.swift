@@ -143,7 +143,7 @@ private let fp = String(repeating: "ab", count: 32)
 
 @Suite struct ErrorCodeTests {
     @Test func codesAreStableSnakeCase() {
-        #expect(ErrorCode.allCases.count == 27)
+        #expect(ErrorCode.allCases.count == 31)
         #expect(ErrorCode(rawValue: "account_disabled") == .accountDisabled)
         for code in ErrorCode.allCases {
             #expect(code.rawValue.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || $0 == UInt8(ascii: "_") })
