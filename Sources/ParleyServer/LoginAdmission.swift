@@ -38,11 +38,6 @@ final class LoginAdmission: Sendable {
         self.clock = clock
     }
 
-    /// A reload's new registration budget; every address starts again with a full one.
-    func updateRegistrations(perHour: Int) {
-        state.withLockedValue { $0.registrations.update(capacity: perHour, per: .hours(1)) }
-    }
-
     /// Whether `address` may try a password now (nil: no address known, never refused).
     func verdict(for address: String?) -> AddressBackoff.Verdict {
         guard let address else { return .allowed }

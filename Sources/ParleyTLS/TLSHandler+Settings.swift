@@ -8,11 +8,11 @@ extension TLSHandler {
         let tlsContext: TLSContext
         let serverHostname: String?
         let pinnedFingerprint: [UInt8]?
-        let handshakeTimeout: TimeAmount
+        public let handshakeTimeout: TimeAmount
         let closeNotifyTimeout: TimeAmount
         let logger: Logger?
         /// Called (on the connection's loop) when a handshake fails, e.g. to count it by reason.
-        let handshakeFailed: (@Sendable (TLSError) -> Void)?
+        public let handshakeFailed: (@Sendable (TLSError) -> Void)?
 
         /// See `TLSHandler.init(context:serverHostname:pinnedFingerprint:handshakeTimeout:closeNotifyTimeout:logger:)`;
         /// `handshakeFailed` hears of every handshake that did not complete.

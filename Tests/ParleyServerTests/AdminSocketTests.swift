@@ -138,6 +138,12 @@ private final class DisableDuringCheck: ChatStore {
     func listAccounts() async throws -> [Account] { try await inner.listAccounts() }
     func setDisabled(name: String, disabled: Bool) async throws -> Bool { try await inner.setDisabled(name: name, disabled: disabled) }
     func deleteAccount(name: String) async throws -> Bool { try await inner.deleteAccount(name: name) }
+    func enqueueOfflineMessage(to recipient: String, from sender: String, text: String, sentAt: Date, quota: Int)
+        async throws -> Int64?
+    {
+        try await inner.enqueueOfflineMessage(to: recipient, from: sender, text: text, sentAt: sentAt, quota: quota)
+    }
+    func pendingMessageTotal() async throws -> Int { try await inner.pendingMessageTotal() }
     func recordFailedLogin(name: String, now: Date, threshold: Int, lockDuration: TimeInterval) async throws -> FailedLoginOutcome {
         try await inner.recordFailedLogin(name: name, now: now, threshold: threshold, lockDuration: lockDuration)
     }
