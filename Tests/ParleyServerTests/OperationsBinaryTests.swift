@@ -24,10 +24,10 @@ struct OperationsBinaryTests {
         }
         let badMetrics = try await ServerBinary.run(["--metrics-listen", "9331"])
         #expect(badMetrics.status == 64)
-        #expect(badMetrics.output.contains("--metrics-listen must be HOST:PORT"))
+        #expect(badMetrics.output.contains("metrics-listen must be HOST:PORT"))
         let badLimit = try await ServerBinary.run(["--max-connections-per-address", "0"])
         #expect(badLimit.status == 64)
-        #expect(badLimit.output.contains("--max-connections-per-address must be"))
+        #expect(badLimit.output.contains("max-connections-per-address must be"))
         let badTimeout = try await ServerBinary.run(["--login-timeout", "0"])
         #expect(badTimeout.status == 64)
     }
@@ -59,7 +59,7 @@ struct OperationsBinaryTests {
         // fail2ban itself, when installed (apt-get install fail2ban), reads the same log with the same filter.
         let tool = "/usr/bin/fail2ban-regex"
         if FileManager.default.isExecutableFile(atPath: tool) {
-            let logPath = server.certs.directory.appendingPathComponent("server.log").path
+            let logPath = server.logPath
             let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             let filter = root.appendingPathComponent("contrib/fail2ban/filter.d/parley.conf").path
             let run = try await BinaryRun.run(URL(fileURLWithPath: tool), [logPath, filter], timeout: 60)
