@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
@@ -49,11 +50,16 @@ let package = Package(
         .target(name: "ParleyCommands"),
         // Durable state behind a storage protocol; SQLite backend.
         .target(name: "ParleyStore", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio"), logging] + nio),
-        .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyCrypto", "CParleyShims", logging] + nio),
+        // ChatStore on PostgreSQL (postgres-nio's pool), for several servers sharing one database. Its own
+        // module so that ParleyStore (and whatever links only SQLite) does not pull in postgres-nio.
+        .target(name: "ParleyPostgres", dependencies: [
+            "ParleyStore", .product(name: "PostgresNIO", package: "postgres-nio"), logging,
+        ] + nio),
+        .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyPostgres", "ParleyCrypto", "CParleyShims", logging] + nio),
         .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyCommands", "ParleyCrypto", logging] + nio),
         .target(name: "ParleyTestSupport", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyServer", "ParleyClient", "ParleyCrypto"] + nio),
         .executableTarget(name: "parley-server", dependencies: [
-            "ParleyServer", "ParleyTLS", "ParleyStore", "ParleyCrypto", logging,
+            "ParleyServer", "ParleyTLS", "ParleyStore", "ParleyPostgres", "ParleyCrypto", logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ] + nio),
         .executableTarget(name: "parley", dependencies: [
@@ -78,7 +84,7 @@ let package = Package(
         .testTarget(name: "ParleyProtocolTests", dependencies: [
             "ParleyProtocol", "ParleyProtocolNIO", .product(name: "NIOEmbedded", package: "swift-nio"),
         ] + nio),
-        .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore"] + nio),
+        .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore", "ParleyPostgres", "ParleyTestSupport"] + nio),
         .testTarget(name: "ParleyClientTests", dependencies: [
             "ParleyClient", "ParleyCommands", "ParleyProtocol", "ParleyProtocolNIO", "ParleyTestSupport", "ParleyServer",
         ] + nio),

@@ -48,8 +48,8 @@ public final class ChatServer: Sendable {
                 chatStore = store
             } else {
                 // On the server's own loops: no second, global event-loop group just for the store.
-                chatStore = try await SQLiteStore.open(
-                    path: configuration.databasePath, eventLoopGroup: group, logger: logger)
+                chatStore = try await configuration.database.open(
+                    password: configuration.databasePassword, eventLoopGroup: group, logger: logger)
             }
             let closed = try await chatStore.closeOpenLogins(at: Date())
             if closed > 0 { logger.info("closed \(closed) sessions left open by an earlier stop") }

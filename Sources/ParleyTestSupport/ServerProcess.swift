@@ -23,7 +23,10 @@ public final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts the server and waits (up to `timeout` seconds) until it logs the address it listens on.
-    public static func start(_ arguments: [String] = [], timeout: Double = 60) async throws -> ServerProcess {
+    /// `database` is the `--db` value (default: a SQLite file in the server's own directory).
+    public static func start(_ arguments: [String] = [], database: String? = nil, timeout: Double = 60) async throws
+        -> ServerProcess
+    {
         let certs = try TestCertificates.make()
         let logPath = certs.directory.appendingPathComponent("server.log").path
         guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw ServerProcessError.noLog }
@@ -31,7 +34,7 @@ public final class ServerProcess: @unchecked Sendable {
         process.executableURL = productURL("parley-server")
         process.arguments = [
             "--port", "0", "--cert", certs.certificatePath, "--key", certs.keyPath,
-            "--db", certs.directory.appendingPathComponent("parley.sqlite").path, "--insecure-hash-cost", "10",
+            "--db", database ?? certs.directory.appendingPathComponent("parley.sqlite").path, "--insecure-hash-cost", "10",
         ] + arguments
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
@@ -80,6 +83,9 @@ public final class ServerProcess: @unchecked Sendable {
     }
 
     public func resume() { kill(process.processIdentifier, SIGCONT) }
+
+    /// Whether the server process is still alive.
+    public var isRunning: Bool { process.isRunning }
 
     /// Stops the server (thawing it first) and removes its files.
     public func stop() {
