@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         // JSON files (the default trait) and environment variables; no Yams, no polling reloader.
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
@@ -60,8 +61,13 @@ let package = Package(
         .target(name: "ParleyCommands"),
         // Durable state behind a storage protocol; SQLite backend.
         .target(name: "ParleyStore", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio"), logging] + nio),
+        // ChatStore on PostgreSQL (postgres-nio's pool), for several servers sharing one database. Its own
+        // module so that ParleyStore (and whatever links only SQLite) does not pull in postgres-nio.
+        .target(name: "ParleyPostgres", dependencies: [
+            "ParleyStore", .product(name: "PostgresNIO", package: "postgres-nio"), logging,
+        ] + nio),
         .target(name: "ParleyServer", dependencies: [
-            "ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyCrypto", "CParleyShims", logging,
+            "ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyPostgres", "ParleyCrypto", "CParleyShims", logging,
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ] + nio + metrics),
         .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyCommands", "ParleyCrypto", logging] + nio),
@@ -69,13 +75,13 @@ let package = Package(
         // parley-server's settings: one table of descriptors read from flags, environment and a
         // JSON file (swift-configuration), validated into a ServerConfiguration; `check`.
         .target(name: "ParleyServerSettings", dependencies: [
-            "ParleyServer", "ParleyTLS", "ParleyStore", "ParleyCrypto", logging,
+            "ParleyServer", "ParleyTLS", "ParleyStore", "ParleyPostgres", "ParleyCrypto", logging,
             .product(name: "Configuration", package: "swift-configuration"),
             .product(name: "Atomics", package: "swift-atomics"),
             .product(name: "SystemPackage", package: "swift-system"),
         ] + nio),
         .executableTarget(name: "parley-server", dependencies: [
-            "ParleyServer", "ParleyServerSettings", "ParleyTLS", "ParleyStore", "ParleyCrypto", logging,
+            "ParleyServer", "ParleyServerSettings", "ParleyTLS", "ParleyStore", "ParleyPostgres", "ParleyCrypto", logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -102,7 +108,7 @@ let package = Package(
         .testTarget(name: "ParleyProtocolTests", dependencies: [
             "ParleyProtocol", "ParleyProtocolNIO", .product(name: "NIOEmbedded", package: "swift-nio"),
         ] + nio),
-        .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore"] + nio),
+        .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore", "ParleyPostgres", "ParleyTestSupport"] + nio),
         .testTarget(name: "ParleyClientTests", dependencies: [
             "ParleyClient", "ParleyCommands", "ParleyProtocol", "ParleyProtocolNIO", "ParleyTestSupport", "ParleyServer",
         ] + nio),

@@ -69,10 +69,15 @@ public final class ChatServer: Sendable {
                 chatStore = store
             } else {
                 // On the server's own loops: no second, global event-loop group just for the store.
-                let sqlite = try await SQLiteStore.open(
-                    path: configuration.databasePath, eventLoopGroup: group, logger: logger)
-                chatStore = sqlite
-                try await refuseDamaged(sqlite, path: configuration.databasePath)
+                switch configuration.database {
+                case .sqlite(let path):
+                    let sqlite = try await SQLiteStore.open(path: path, eventLoopGroup: group, logger: logger)
+                    chatStore = sqlite
+                    try await refuseDamaged(sqlite, path: path)
+                case .postgres:
+                    chatStore = try await configuration.database.open(
+                        password: configuration.databasePassword, eventLoopGroup: group, logger: logger)
+                }
             }
             let closed = try await chatStore.closeOpenLogins(at: Date())
             if closed > 0 { logger.info("closed \(closed) sessions left open by an earlier stop") }

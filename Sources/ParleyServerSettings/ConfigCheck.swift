@@ -1,4 +1,5 @@
 import Foundation
+import ParleyServer
 import ParleyStore
 import ParleyTLS
 
@@ -24,7 +25,12 @@ public enum ConfigCheck {
         lines.append(.init(status: .ok, text: "configuration: \(ServerSettings.table.count) settings valid (set by: \(origin.isEmpty ? "defaults only" : origin))"))
         lines += certificateLines(settings.certificatePath, now: now)
         lines += keyLines(settings.privateKeyPath, certificatePath: settings.certificatePath)
-        lines += await databaseLines(settings.databasePath)
+        switch settings.database {
+        case .sqlite(let path):
+            lines += await databaseLines(path)
+        case .postgres(let url):
+            lines.append(.init(status: .ok, text: "database: PostgreSQL \(url) (not opened by check; the server migrates it at start)"))
+        }
         return lines
     }
 

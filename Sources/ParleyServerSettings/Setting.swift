@@ -11,15 +11,21 @@ public struct ServerSettings: Sendable {
     public var logLevel: Logger.Level = .info
     /// How long a SIGTERM/SIGINT drain may take before the connections left are closed.
     public var drainTimeout: TimeAmount = .seconds(10)
-    /// The admin socket as set: nil for the default (beside the database), "none" for off.
+    /// The admin socket as set: nil for the default (beside a SQLite database; none for
+    /// PostgreSQL, where several nodes may share one working directory), "none" for off.
     public var adminSocket: String? = nil
+    /// Where the PostgreSQL password is read from (else PARLEY_DB_PASSWORD).
+    public var databasePasswordFile: String? = nil
 
     /// The admin socket's path when none is given: beside the database.
     public static func defaultAdminSocket(database: String) -> String { database + ".admin.sock" }
 
     /// The admin socket the server opens, or nil when it is turned off.
     public var adminSocketPath: String? {
-        guard let adminSocket else { return Self.defaultAdminSocket(database: server.databasePath) }
+        guard let adminSocket else {
+            guard case .sqlite(let path) = server.database else { return nil }
+            return Self.defaultAdminSocket(database: path)
+        }
         return adminSocket == "none" ? nil : adminSocket
     }
 

@@ -19,7 +19,30 @@ extension ServerSettings {
             help: "Seconds without a command before a user is logged out (new connections).", \.server.idleTimeout),
         .string("cert", reloadable: true, valueName: "PATH", help: "Server certificate chain (PEM, leaf first).", \.server.certificatePath),
         .string("key", reloadable: true, valueName: "PATH", help: "Server private key (PEM, mode 0600).", \.server.privateKeyPath),
-        .string("db", valueName: "PATH", help: "SQLite database file.", \.server.databasePath),
+        Setting(
+            key: "db", type: .string, valueName: "PATH|URL",
+            help: "SQLite database file, or postgresql://USER@HOST:PORT/DB (also postgresql://USER@/DB?host=/socket/dir): nodes on one PostgreSQL database form a cluster.",
+            read: { $0.server.database.description },
+            write: { settings, content in
+                guard case .string(let value) = content, !value.isEmpty else { return "must be a file path or a postgresql:// URL" }
+                do {
+                    settings.server.database = try StoreLocation(parsing: value)
+                } catch {
+                    return "is not a usable PostgreSQL URL: \(error)"
+                }
+                return nil
+            },
+            copy: { $0.server.database = $1.server.database }),
+        Setting(
+            key: "db-password-file", type: .string, valueName: "PATH",
+            help: "File (mode 0600) whose first line is the PostgreSQL password; else PARLEY_DB_PASSWORD. Never in the URL or argv.",
+            read: { $0.databasePasswordFile ?? "none" },
+            write: { settings, content in
+                guard case .string(let value) = content, !value.isEmpty else { return "must be a file path" }
+                settings.databasePasswordFile = value
+                return nil
+            },
+            copy: { $0.databasePasswordFile = $1.databasePasswordFile }),
         .bool(
             "registration-open", flag: .clears("no-registration"), reloadable: true,
             help: "Whether unknown names register at first login (--no-registration: refuse them).",

@@ -2,11 +2,15 @@ import ArgumentParser
 import Foundation
 import Logging
 import Metrics
+import NIOPosix
+import ParleyCrypto
+import ParleyPostgres
 import ParleyServer
 import ParleyServerSettings
+import ParleyStore
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
-import Prometheus
 
 @main
 struct ParleyServerCommand: AsyncParsableCommand {
@@ -31,8 +35,61 @@ struct DatabaseOptions: ParsableArguments {
     /// The database when no --db is given.
     static let defaultPath = "parley.sqlite"
 
-    @Option(name: .long, help: ArgumentHelp("SQLite database file.", valueName: "PATH"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "SQLite database file, or postgresql://USER@HOST:PORT/DB (also postgresql://USER@/DB?host=/socket/dir). The PostgreSQL password comes from PARLEY_DB_PASSWORD or --db-password-file, never the URL.",
+            valueName: "PATH|URL"))
     var db: String = DatabaseOptions.defaultPath
+
+    @Option(
+        name: .customLong("db-password-file"),
+        help: ArgumentHelp("File (mode 0600) whose first line is the PostgreSQL password; overrides PARLEY_DB_PASSWORD.",
+                           valueName: "PATH"))
+    var passwordFile: String?
+
+    /// Checked before anything runs: a bad URL or password file is one line on stderr and exit 64.
+    func validate() throws {
+        _ = try resolved()
+    }
+
+    /// The parsed location and the password (nil for SQLite).
+    func resolved() throws -> (location: StoreLocation, password: DatabasePassword?) {
+        do {
+            let location = try StoreLocation(parsing: db)
+            guard case .postgres = location else {
+                if passwordFile != nil { throw DatabaseOptionError.passwordFileWithoutPostgres }
+                return (location, nil)
+            }
+            return (location, try DatabasePassword.load(file: passwordFile))
+        } catch {
+            printError("parley-server: \(error)")
+            throw ExitCode(64)
+        }
+    }
+
+    /// Opens (and migrates) the store for an admin command.
+    func openStore() async throws -> any ChatStore {
+        let (location, password) = try resolved()
+        do {
+            return try await location.open(password: password, eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+                                           logger: Logger(label: "parley.store"))
+        } catch {
+            printError("parley-server: cannot open the database \(location): \(error)")
+            throw ExitCode(70)
+        }
+    }
+}
+
+/// A database option that makes no sense with the others.
+enum DatabaseOptionError: Error, CustomStringConvertible {
+    case passwordFileWithoutPostgres
+
+    var description: String {
+        switch self {
+        case .passwordFileWithoutPostgres: "--db-password-file applies only to a postgresql:// --db"
+        }
+    }
 }
 
 struct Serve: AsyncParsableCommand {
@@ -65,6 +122,14 @@ struct Serve: AsyncParsableCommand {
             // SIGHUP is the reload signal; the admin socket's `reload` raises it in this process.
             configuration.adminReload = { kill(getpid(), SIGHUP) }
             configuration.adminSocketPath = loaded.settings.adminSocketPath
+            if case .postgres = configuration.database {
+                do {
+                    configuration.databasePassword = try DatabasePassword.load(file: loaded.settings.databasePasswordFile)
+                } catch {
+                    printError("parley-server: db-password-file: \(error)")
+                    throw ExitCode(78)
+                }
+            }
             var registry: PrometheusCollectorRegistry?
             if configuration.metricsListen != nil {
                 // Once per process: libraries that use swift-metrics report into the same registry.
