@@ -64,7 +64,9 @@ public final class SQLiteStore: ChatStore {
             try await store.configure(busyTimeoutMilliseconds: busyTimeoutMilliseconds)
             try await store.migrate()
         } catch {
-            try? await connection.close()
+            // Not in this task: if it was cancelled (a sibling open failed), sqlite-nio would skip
+            // the close and the handle's deinit would trap.
+            await Task { try? await connection.close() }.value
             throw error
         }
         return store
@@ -118,6 +120,10 @@ public final class SQLiteStore: ChatStore {
     }
 
     private func configure(busyTimeoutMilliseconds: Int) async throws {
+        // First: switching to WAL takes a lock, and a second process opening a new file at the same
+        // moment must wait for it rather than fail with SQLITE_BUSY. Replaces sqlite-nio's busy
+        // handler, which retries forever, with a bounded wait.
+        _ = try await query("PRAGMA busy_timeout = \(max(0, busyTimeoutMilliseconds))")
         let mode = try await query("PRAGMA journal_mode = WAL").first?.columns.first?.data.string
         guard mode?.lowercased() == "wal" else {
             throw StoreError.setupFailed("journal_mode is \(mode ?? "unknown"), expected wal")
@@ -126,8 +132,6 @@ public final class SQLiteStore: ChatStore {
         // power cut, not just a process crash. Writes here are few, so the cost is negligible.
         _ = try await query("PRAGMA synchronous = FULL")
         _ = try await query("PRAGMA foreign_keys = ON")
-        // Replaces sqlite-nio's busy handler, which retries forever, with a bounded wait.
-        _ = try await query("PRAGMA busy_timeout = \(max(0, busyTimeoutMilliseconds))")
     }
 
     /// Applies pending migrations in one IMMEDIATE transaction: the write lock is taken before the

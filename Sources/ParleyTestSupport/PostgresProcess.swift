@@ -47,10 +47,12 @@ public final class PostgresProcess: @unchecked Sendable {
     /// Initialises and starts a new cluster.
     public static func start() async throws -> PostgresProcess {
         let tools = try Tools.locate()
+        await removeAbandonedClusters(tools)
         let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("parley-pg-\(UUID().uuidString)", isDirectory: true)
+            .appendingPathComponent("\(directoryPrefix)\(UUID().uuidString)", isDirectory: true)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false,
                                                 attributes: [.posixPermissions: 0o700])
+        try "\(getpid())".write(to: directory.appendingPathComponent(ownerFile), atomically: true, encoding: .utf8)
         if tools.asPostgresUser {
             // initdb refuses to run as root: the cluster belongs to the postgres system user.
             guard let owner = getpwnam("postgres") else { throw PostgresProcessError.noPostgresUser }
@@ -75,6 +77,25 @@ public final class PostgresProcess: @unchecked Sendable {
         }
         try? FileManager.default.removeItem(at: directory)
         throw lastError
+    }
+
+    private static let directoryPrefix = "parley-pg-"
+    private static let ownerFile = "owner.pid"
+
+    /// A test process that crashed or was killed never ran its cleanup: stop the clusters whose
+    /// owner is gone, so they do not pile up on a shared machine.
+    private static func removeAbandonedClusters(_ tools: Tools) async {
+        let temp = FileManager.default.temporaryDirectory
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: temp.path)) ?? []
+        for name in names where name.hasPrefix(directoryPrefix) {
+            let directory = temp.appendingPathComponent(name)
+            guard let text = try? String(contentsOf: directory.appendingPathComponent(ownerFile), encoding: .utf8),
+                  let owner = pid_t(text), kill(owner, 0) != 0, errno == ESRCH
+            else { continue }
+            try? await tools.run("pg_ctl", ["-D", directory.appendingPathComponent("data").path, "-m", "immediate", "stop"],
+                                 in: directory)
+            try? FileManager.default.removeItem(at: directory)
+        }
     }
 
     /// The URL of `database` on this cluster, as `parley-server --db` takes it.
@@ -174,50 +195,53 @@ private struct Tools: Sendable {
         return Tools(binDirectory: URL(fileURLWithPath: dir), asPostgresUser: geteuid() == 0)
     }
 
-    private func makeProcess(_ tool: String, _ arguments: [String], asPostgresUser: Bool?) -> Process {
-        let process = Process()
+    private func argv(_ tool: String, _ arguments: [String], asPostgresUser: Bool?) -> [String] {
         let path = binDirectory.appendingPathComponent(tool).path
-        if asPostgresUser ?? self.asPostgresUser {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-            process.arguments = ["-u", "postgres", "--", path] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: path)
-            process.arguments = arguments
-        }
-        process.standardInput = FileHandle.nullDevice
-        return process
+        guard asPostgresUser ?? self.asPostgresUser else { return [path] + arguments }
+        return ["/usr/sbin/runuser", "-u", "postgres", "--", path] + arguments
     }
 
-    /// Runs a tool to completion without blocking a thread; its output goes to a file, not a pipe,
-    /// because the server pg_ctl starts inherits descriptors and would hold a pipe open.
+    /// Runs a tool to completion without blocking the caller's thread; its output goes to a file,
+    /// not a pipe, because the server pg_ctl starts inherits descriptors and would hold a pipe open.
     func run(_ tool: String, _ arguments: [String], in directory: URL, asPostgresUser: Bool? = nil) async throws {
-        let process = makeProcess(tool, arguments, asPostgresUser: asPostgresUser)
+        let command = argv(tool, arguments, asPostgresUser: asPostgresUser)
         let outPath = directory.appendingPathComponent("tool-\(UUID().uuidString).out").path
-        guard FileManager.default.createFile(atPath: outPath, contents: nil),
-              let out = FileHandle(forWritingAtPath: outPath)
-        else { throw PostgresProcessError.toolFailed(tool, "cannot create \(outPath)") }
-        defer {
-            try? out.close()
-            try? FileManager.default.removeItem(atPath: outPath)
-        }
-        process.standardOutput = out
-        process.standardError = out
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
+        defer { try? FileManager.default.removeItem(atPath: outPath) }
+        // Foundation's Process was seen to leave runuser unreaped (a zombie, isRunning true for
+        // ever) when several tests spawned at once: spawn and wait for this one pid ourselves, on
+        // a thread of its own so no task-pool thread blocks.
+        let status: Int32 = await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: Self.spawnAndWait(command, output: outPath)) }.start()
         }
         guard status == 0 else {
             let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-            throw PostgresProcessError.toolFailed("\(tool) \(arguments.joined(separator: " "))", output)
+            throw PostgresProcessError.toolFailed("\(tool) \(arguments.joined(separator: " ")) (status \(status))", output)
         }
     }
 
     func runBlocking(_ tool: String, _ arguments: [String]) {
-        let process = makeProcess(tool, arguments, asPostgresUser: nil)
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return }
-        process.waitUntilExit()
+        _ = Self.spawnAndWait(argv(tool, arguments, asPostgresUser: nil), output: "/dev/null")
+    }
+
+    /// posix_spawn with stdin from /dev/null, stdout and stderr appended to `output` (our other
+    /// descriptors are close-on-exec); then waitpid for exactly that child. Returns its exit status.
+    private static func spawnAndWait(_ command: [String], output: String) -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var cArguments = command.map { strdup($0) } + [nil]
+        defer { cArguments.forEach { free($0) } }
+        var pid = pid_t()
+        guard posix_spawn(&pid, command[0], &actions, nil, &cArguments, environ) == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            guard errno == EINTR else { return -1 }
+        }
+        // WIFEXITED / WEXITSTATUS are macros Swift cannot import.
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 }
 
