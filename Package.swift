@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
     ],
     targets: [
         // OpenSSL 3 from the system (Debian's libssl-dev): headers only, no code.
@@ -49,7 +51,16 @@ let package = Package(
         .target(name: "ParleyCommands"),
         // Durable state behind a storage protocol; SQLite backend.
         .target(name: "ParleyStore", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio"), logging] + nio),
-        .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyCrypto", "CParleyShims", logging] + nio),
+        // The cluster's pure parts: the notification payloads and their strict codec, the membership
+        // (lease) state machine. No I/O, no NIO: fuzzable and unit-tested alone.
+        .target(name: "ParleyCluster", dependencies: ["ParleyProtocol"]),
+        // Several servers on one PostgreSQL database: LISTEN/NOTIFY routing, leases, the online directory.
+        .target(name: "ParleyClusterPostgres", dependencies: [
+            "ParleyCluster", logging,
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+        ] + nio),
+        .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyCrypto", "ParleyCluster", "ParleyClusterPostgres", "CParleyShims", logging] + nio),
         .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyCommands", "ParleyCrypto", logging] + nio),
         .target(name: "ParleyTestSupport", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyServer", "ParleyClient", "ParleyCrypto"] + nio),
         .executableTarget(name: "parley-server", dependencies: [
@@ -81,6 +92,9 @@ let package = Package(
         .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore"] + nio),
         .testTarget(name: "ParleyClientTests", dependencies: [
             "ParleyClient", "ParleyCommands", "ParleyProtocol", "ParleyProtocolNIO", "ParleyTestSupport", "ParleyServer",
+        ] + nio),
+        .testTarget(name: "ParleyClusterTests", dependencies: [
+            "ParleyCluster", "ParleyServer", "ParleyTestSupport", "ParleyProtocol",
         ] + nio),
         .testTarget(name: "ParleyServerTests", dependencies: [
             "ParleyServer", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore",

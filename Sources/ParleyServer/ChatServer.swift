@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import ParleyCluster
 import ParleyCrypto
 import ParleyProtocol
 import ParleyProtocolNIO
@@ -16,21 +17,27 @@ public final class ChatServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let service: ChatService
     private let logger: Logger
+    /// Applies the other nodes' notifications (ends when the bus finishes its stream).
+    private let receiving: Task<Void, Never>
 
-    private init(port: Int, channel: Channel, group: MultiThreadedEventLoopGroup, service: ChatService, logger: Logger) {
+    private init(port: Int, channel: Channel, group: MultiThreadedEventLoopGroup, service: ChatService, logger: Logger,
+                 receiving: Task<Void, Never>) {
         self.port = port
         self.channel = channel
         self.group = group
         self.service = service
         self.logger = logger
+        self.receiving = receiving
     }
 
     /// Builds the TLS context (off the event loops), opens the store, and starts listening.
     public static func start(
         configuration: ServerConfiguration,
         store: (any ChatStore)? = nil,
+        cluster: (any ClusterBus)? = nil,
         logger: Logger = Logger(label: "parley.server")
     ) async throws -> ChatServer {
+        let bus = cluster ?? SingleNodeBus()
         let tls = try await Task.detached {
             try TLSContext(
                 role: .server(
@@ -51,8 +58,11 @@ public final class ChatServer: Sendable {
                 chatStore = try await SQLiteStore.open(
                     path: configuration.databasePath, eventLoopGroup: group, logger: logger)
             }
-            let closed = try await chatStore.closeOpenLogins(at: Date())
-            if closed > 0 { logger.info("closed \(closed) sessions left open by an earlier stop") }
+            // In a cluster the other nodes' users are online: the bus closes only what dead nodes left.
+            if !bus.isClustered {
+                let closed = try await chatStore.closeOpenLogins(at: Date())
+                if closed > 0 { logger.info("closed \(closed) sessions left open by an earlier stop") }
+            }
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -65,8 +75,11 @@ public final class ChatServer: Sendable {
         let admission = LoginAdmission(
             maxWaitingPerName: configuration.maxLoginsWaitingPerName, backoff: configuration.addressBackoff)
         let service = ChatService(
-            store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger,
+            store: chatStore, passwords: passwords, hub: hub, cluster: bus, configuration: configuration, logger: logger,
             admission: admission)
+        let receiver = ClusterReceiver(service: service)
+        let receiving = Task { await receiver.run() }
+        await bus.start()
         let channel: Channel
         let tlsSettings = TLSHandler.Settings(context: tls, handshakeTimeout: configuration.handshakeTimeout, logger: logger)
         do {
@@ -94,6 +107,8 @@ public final class ChatServer: Sendable {
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
             service.memory.stop()
+            await bus.shutdown()
+            await receiving.value
             try? await passwords.shutdown()
             try? await chatStore.close()
             try? await group.shutdownGracefully()
@@ -101,7 +116,7 @@ public final class ChatServer: Sendable {
         }
         let port = channel.localAddress?.port ?? configuration.port
         logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "tls": "1.3"])
-        return ChatServer(port: port, channel: channel, group: group, service: service, logger: logger)
+        return ChatServer(port: port, channel: channel, group: group, service: service, logger: logger, receiving: receiving)
     }
 
     /// Tells every user the server is going away, closes every connection, then the store.
@@ -109,6 +124,9 @@ public final class ChatServer: Sendable {
         try? await channel.close()
         let goodbye = ServerMessage.loggedOut(reason: .serverShutdown).frame()
         _ = try? await service.hub.disconnectAll(sending: goodbye).get()
+        // The logouts above are published before the bus lets go of this node's claims and row.
+        await service.cluster.shutdown()
+        await receiving.value
         // Queued hashes are cancelled (their logins fail); store writes under way finish before the
         // loops they report to stop, and the store closes before the loops its calls complete on.
         var storeError: Error?

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import ParleyCluster
 import ParleyCrypto
 import ParleyProtocol
 import ParleyStore
@@ -13,6 +14,8 @@ final class ChatService: Sendable {
     private let store: any ChatStore
     private let passwords: PasswordService
     let hub: Hub
+    /// The other nodes sharing the database (`SingleNodeBus` when there are none).
+    let cluster: any ClusterBus
     let configuration: ServerConfiguration
     let logger: Logger
     /// Which logins may check a password now (one per name, none from an address in back-off).
@@ -45,9 +48,10 @@ final class ChatService: Sendable {
         let blockedBy: Set<String>
     }
 
-    init(store: any ChatStore, passwords: PasswordService, hub: Hub, configuration: ServerConfiguration,
-         logger: Logger, admission: LoginAdmission) {
+    init(store: any ChatStore, passwords: PasswordService, hub: Hub, cluster: any ClusterBus,
+         configuration: ServerConfiguration, logger: Logger, admission: LoginAdmission) {
         self.store = store
+        self.cluster = cluster
         self.passwords = passwords
         self.hub = hub
         self.configuration = configuration
@@ -139,6 +143,7 @@ final class ChatService: Sendable {
                 return ProtocolError(active ? .alreadyBlocked : .notBlocked)
             }
             hub.noteBlock(blocker: blocker, blocked: blocked, active: active)
+            cluster.publish(.block(blocker: blocker, blocked: blocked, active: active))
             return nil
         } catch StoreError.unknownAccount {
             return ProtocolError(.unknownUser)

@@ -23,7 +23,8 @@ public final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts the server and waits (up to `timeout` seconds) until it logs the address it listens on.
-    public static func start(_ arguments: [String] = [], timeout: Double = 60) async throws -> ServerProcess {
+    /// `database` replaces the SQLite file of its own (a PostgreSQL URL for a cluster node).
+    public static func start(_ arguments: [String] = [], database: String? = nil, timeout: Double = 60) async throws -> ServerProcess {
         let certs = try TestCertificates.make()
         let logPath = certs.directory.appendingPathComponent("server.log").path
         guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw ServerProcessError.noLog }
@@ -31,7 +32,7 @@ public final class ServerProcess: @unchecked Sendable {
         process.executableURL = productURL("parley-server")
         process.arguments = [
             "--port", "0", "--cert", certs.certificatePath, "--key", certs.keyPath,
-            "--db", certs.directory.appendingPathComponent("parley.sqlite").path, "--insecure-hash-cost", "10",
+            "--db", database ?? certs.directory.appendingPathComponent("parley.sqlite").path, "--insecure-hash-cost", "10",
         ] + arguments
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
@@ -80,6 +81,22 @@ public final class ServerProcess: @unchecked Sendable {
     }
 
     public func resume() { kill(process.processIdentifier, SIGCONT) }
+
+    /// Kills the server with SIGKILL (a crash: no logout, no goodbye) and waits for it to die.
+    public func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// The server's log so far.
+    public var log: String {
+        (try? String(contentsOfFile: certs.directory.appendingPathComponent("server.log").path, encoding: .utf8)) ?? ""
+    }
+
+    /// A client connected over TLS (from `sourceAddress`, e.g. 127.0.0.2, when given).
+    public func client(from sourceAddress: String? = nil) async throws -> TestChatClient {
+        try await TestChatClient.connect(port: port, caPath: certs.caPath, sourceAddress: sourceAddress)
+    }
 
     /// Stops the server (thawing it first) and removes its files.
     public func stop() {

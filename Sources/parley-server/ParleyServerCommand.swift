@@ -80,6 +80,15 @@ struct Serve: AsyncParsableCommand {
             valueName: "N"))
     var addressFailureLimit: Int = AddressBackoffPolicy().failures
 
+    @Option(name: .customLong("node-name"),
+            help: ArgumentHelp("This server's name in a cluster (PostgreSQL --db); default: the host name.", valueName: "NAME"))
+    var nodeName: String?
+
+    @Option(name: .customLong("cluster-lease-seconds"),
+            help: ArgumentHelp("Cluster lease (tests: a dead node is noticed within about this long).", valueName: "SECONDS",
+                               visibility: .hidden))
+    var clusterLeaseSeconds: Double = 10
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -100,6 +109,10 @@ struct Serve: AsyncParsableCommand {
         guard (0...1000).contains(flushIntervalMs) else { throw ValidationError("--flush-interval-ms must be 0-1000") }
         guard (1...1_000_000).contains(maxPendingLogins) else { throw ValidationError("--max-pending-logins must be 1-1000000") }
         guard (1...1_000_000).contains(addressFailureLimit) else { throw ValidationError("--address-failure-limit must be 1-1000000") }
+        guard (0.5...600).contains(clusterLeaseSeconds) else { throw ValidationError("--cluster-lease-seconds must be 0.5-600") }
+        if let nodeName, nodeName.isEmpty || nodeName.utf8.count > 64 || nodeName.contains(where: { $0.isNewline }) {
+            throw ValidationError("--node-name must be 1-64 characters on one line")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
@@ -130,6 +143,8 @@ struct Serve: AsyncParsableCommand {
         config.minFlushInterval = .milliseconds(Int64(flushIntervalMs))
         config.maxPendingHashes = maxPendingLogins
         config.addressBackoff.failures = addressFailureLimit
+        config.nodeName = nodeName
+        config.clusterLease = .milliseconds(Int64(clusterLeaseSeconds * 1000))
 
         let server: ChatServer
         do {
