@@ -93,9 +93,12 @@ let package = Package(
         .testTarget(name: "ParleyClientTests", dependencies: [
             "ParleyClient", "ParleyCommands", "ParleyProtocol", "ParleyProtocolNIO", "ParleyTestSupport", "ParleyServer",
         ] + nio),
-        .testTarget(name: "ParleyClusterTests", dependencies: [
-            "ParleyCluster", "ParleyServer", "ParleyTestSupport", "ParleyProtocol",
-        ] + nio),
+        .testTarget(name: "ParleyClusterTests", dependencies: ["ParleyCluster"]),
+        // Needs PostgresProcess (the throwaway-PostgreSQL harness of the pgstore branch): declared
+        // once that is merged.
+        // .testTarget(name: "ParleyClusterEndToEndTests", dependencies: [
+        //     "ParleyCluster", "ParleyServer", "ParleyTestSupport", "ParleyProtocol",
+        // ] + nio),
         .testTarget(name: "ParleyServerTests", dependencies: [
             "ParleyServer", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore",
         ] + nio),

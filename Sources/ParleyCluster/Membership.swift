@@ -17,7 +17,7 @@ public struct SystemMembershipClock: MembershipClock {
 /// of its lease always ends before the database's (which counts from when the renewal arrived): a
 /// node cut off from the database drops its users before any other node may remove them and let
 /// them log in elsewhere, so nobody is logged in twice.
-public struct Membership<Clock: MembershipClock> {
+public struct Membership<Clock: MembershipClock>: Sendable {
     /// Where the node is with the database.
     public enum Phase: Equatable, Sendable {
         /// No connection; the next tick tries again.

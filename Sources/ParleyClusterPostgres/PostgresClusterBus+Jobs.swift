@@ -25,7 +25,7 @@ extension PostgresClusterBus {
     private func run(_ job: Job) async {
         switch job {
         case .claim(let user, let display, let blocks, let done):
-            guard let (c, generation) = control(needingLease: true) else { return done.resume(returning: .unavailable) }
+            guard case let (c, generation)? = control(needingLease: true) else { return done.resume(returning: .unavailable) }
             do {
                 let claimed = try await ClusterSQL.claim(user: user, displayName: display, blocks: blocks, node: node, c, logger)
                 if claimed { state.withLockedValue { _ = $0.held.insert(user) } }
@@ -37,14 +37,14 @@ extension PostgresClusterBus {
         case .release(let user, let display, let blocks):
             state.withLockedValue { _ = $0.held.remove(user) }
             // Unreachable now: the rejoin hands back every claim no user here holds any more.
-            guard let (c, generation) = control(needingLease: false) else { return }
+            guard case let (c, generation)? = control(needingLease: false) else { return }
             do {
                 try await ClusterSQL.release(user: user, displayName: display, blocks: blocks, node: node, c, logger)
             } catch {
                 failed(error, generation)
             }
         case .publish(let message, let channel):
-            guard let (c, generation) = control(needingLease: false) else {
+            guard case let (c, generation)? = control(needingLease: false) else {
                 logger.notice("cluster database unreachable: a notification to the other nodes was dropped")
                 return
             }
@@ -54,7 +54,7 @@ extension PostgresClusterBus {
                 failed(error, generation)
             }
         case .direct(let to, let target, let sender, let text, let sentAt, let done):
-            guard let (c, generation) = control(needingLease: false) else { return done.resume(returning: .failure(.unavailable)) }
+            guard case let (c, generation)? = control(needingLease: false) else { return done.resume(returning: .failure(.unavailable)) }
             do {
                 try await ClusterSQL.storeDirect(to: to, on: target, sender: sender, text: text, sentAt: sentAt, node: node, c, logger)
                 done.resume(returning: .success(()))
@@ -69,7 +69,7 @@ extension PostgresClusterBus {
         case .renew:
             await renew()
         case .catchUp(let generation):
-            guard let (c, current) = control(needingLease: false), current == generation else { return }
+            guard case let (c, current)? = control(needingLease: false), current == generation else { return }
             do {
                 let users = try await ClusterSQL.directory(excluding: node, c, logger)
                 inbound.yield(.caughtUp(generation: generation, users))
@@ -77,7 +77,7 @@ extension PostgresClusterBus {
                 failed(error, generation)
             }
         case .resolve(let id, let done):
-            guard let (c, generation) = control(needingLease: false) else { return done.resume(returning: nil) }
+            guard case let (c, generation)? = control(needingLease: false) else { return done.resume(returning: nil) }
             do {
                 done.resume(returning: try await ClusterSQL.payload(id, c, logger))
             } catch {
@@ -85,7 +85,7 @@ extension PostgresClusterBus {
                 done.resume(returning: nil)
             }
         case .leave(let done):
-            if let (c, _) = control(needingLease: false) {
+            if case let (c, _)? = control(needingLease: false) {
                 do { try await ClusterSQL.leave(node: node, c, logger) } catch {
                     logger.warning("leaving the cluster failed (the others notice at the end of the lease): \(String(reflecting: error))")
                 }
@@ -95,7 +95,7 @@ extension PostgresClusterBus {
     }
 
     private func join(_ generation: Int) async {
-        guard let (c, current) = control(needingLease: false), current == generation else { return }
+        guard case let (c, current)? = control(needingLease: false), current == generation else { return }
         let held = state.withLockedValue { Array($0.held) }
         do {
             try await ClusterSQL.join(node: node, name: settings.nodeName, lease: settings.lease, held: held, c, logger)
@@ -107,7 +107,7 @@ extension PostgresClusterBus {
     }
 
     private func renew() async {
-        guard let (c, generation) = control(needingLease: false) else { return }
+        guard case let (c, generation)? = control(needingLease: false) else { return }
         do {
             guard try await ClusterSQL.renew(node: node, lease: settings.lease, c, logger) else {
                 logger.warning("this node was removed from the cluster (lease ran out): rejoining")
