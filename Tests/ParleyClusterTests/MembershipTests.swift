@@ -1,4 +1,3 @@
-import NIOConcurrencyHelpers
 import ParleyCluster
 import Testing
 
