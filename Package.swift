@@ -21,8 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
-        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
     ],
     targets: [
@@ -51,6 +51,11 @@ let package = Package(
         .target(name: "ParleyCommands"),
         // Durable state behind a storage protocol; SQLite backend.
         .target(name: "ParleyStore", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio"), logging] + nio),
+        // ChatStore on PostgreSQL (postgres-nio's pool), for several servers sharing one database. Its own
+        // module so that ParleyStore (and whatever links only SQLite) does not pull in postgres-nio.
+        .target(name: "ParleyPostgres", dependencies: [
+            "ParleyStore", .product(name: "PostgresNIO", package: "postgres-nio"), logging,
+        ] + nio),
         // The cluster's pure parts: the notification payloads and their strict codec, the membership
         // (lease) state machine. No I/O, no NIO: fuzzable and unit-tested alone.
         .target(name: "ParleyCluster", dependencies: ["ParleyProtocol"]),
@@ -60,11 +65,11 @@ let package = Package(
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
         ] + nio),
-        .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyCrypto", "ParleyCluster", "ParleyClusterPostgres", "CParleyShims", logging] + nio),
+        .target(name: "ParleyServer", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyPostgres", "ParleyCrypto", "ParleyCluster", "ParleyClusterPostgres", "CParleyShims", logging] + nio),
         .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyCommands", "ParleyCrypto", logging] + nio),
         .target(name: "ParleyTestSupport", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyServer", "ParleyClient", "ParleyCrypto"] + nio),
         .executableTarget(name: "parley-server", dependencies: [
-            "ParleyServer", "ParleyTLS", "ParleyStore", "ParleyCrypto", logging,
+            "ParleyServer", "ParleyTLS", "ParleyStore", "ParleyPostgres", "ParleyCrypto", logging,
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ] + nio),
         .executableTarget(name: "parley", dependencies: [
@@ -89,7 +94,7 @@ let package = Package(
         .testTarget(name: "ParleyProtocolTests", dependencies: [
             "ParleyProtocol", "ParleyProtocolNIO", .product(name: "NIOEmbedded", package: "swift-nio"),
         ] + nio),
-        .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore"] + nio),
+        .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore", "ParleyPostgres", "ParleyTestSupport"] + nio),
         .testTarget(name: "ParleyClientTests", dependencies: [
             "ParleyClient", "ParleyCommands", "ParleyProtocol", "ParleyProtocolNIO", "ParleyTestSupport", "ParleyServer",
         ] + nio),

@@ -2,7 +2,8 @@
 # Installs the Debian packages Parley builds against, only those that are missing.
 set -euo pipefail
 need=()
-for pkg in libssl-dev openssl pkg-config libedit-dev; do
+# postgresql: the throwaway database the PostgreSQL store and cluster tests start (PostgresProcess).
+for pkg in libssl-dev openssl pkg-config libedit-dev postgresql; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -55,8 +55,8 @@ public final class ChatServer: Sendable {
                 chatStore = store
             } else {
                 // On the server's own loops: no second, global event-loop group just for the store.
-                chatStore = try await SQLiteStore.open(
-                    path: configuration.databasePath, eventLoopGroup: group, logger: logger)
+                chatStore = try await configuration.database.open(
+                    password: configuration.databasePassword, eventLoopGroup: group, logger: logger)
             }
             // In a cluster the other nodes' users are online: the bus closes only what dead nodes left.
             if !bus.isClustered {

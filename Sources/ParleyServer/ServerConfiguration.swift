@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import ParleyCrypto
+import ParleyPostgres
 import ParleyProtocol
 
 /// Everything a running server is told at start; immutable afterwards.
@@ -16,8 +17,15 @@ public struct ServerConfiguration: Sendable {
     /// Server certificate (leaf, PEM) and its private key (mode 0600).
     public var certificatePath: String = "certs/server.pem"
     public var privateKeyPath: String = "certs/server.key"
-    /// SQLite database file.
-    public var databasePath: String = "parley.sqlite"
+    /// The database: a SQLite file or a PostgreSQL URL.
+    public var database: StoreLocation = .sqlite(path: "parley.sqlite")
+    /// The PostgreSQL password (from PARLEY_DB_PASSWORD or --db-password-file); prints as <redacted>.
+    public var databasePassword: DatabasePassword?
+    /// The SQLite file, for callers that only know SQLite; setting it selects SQLite.
+    public var databasePath: String {
+        get { if case .sqlite(let path) = database { path } else { "" } }
+        set { database = .sqlite(path: newValue) }
+    }
     /// Whether unknown names register on first login.
     public var registrationOpen: Bool = true
     /// scrypt cost for new hashes; lower than `.production` only in tests and benchmarks.

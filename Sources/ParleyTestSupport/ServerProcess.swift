@@ -23,8 +23,10 @@ public final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts the server and waits (up to `timeout` seconds) until it logs the address it listens on.
-    /// `database` replaces the SQLite file of its own (a PostgreSQL URL for a cluster node).
-    public static func start(_ arguments: [String] = [], database: String? = nil, timeout: Double = 60) async throws -> ServerProcess {
+    /// `database` is the `--db` value (default: a SQLite file in the server's own directory).
+    public static func start(_ arguments: [String] = [], database: String? = nil, timeout: Double = 60) async throws
+        -> ServerProcess
+    {
         let certs = try TestCertificates.make()
         let logPath = certs.directory.appendingPathComponent("server.log").path
         guard FileManager.default.createFile(atPath: logPath, contents: nil) else { throw ServerProcessError.noLog }
@@ -97,6 +99,9 @@ public final class ServerProcess: @unchecked Sendable {
     public func client(from sourceAddress: String? = nil) async throws -> TestChatClient {
         try await TestChatClient.connect(port: port, caPath: certs.caPath, sourceAddress: sourceAddress)
     }
+
+    /// Whether the server process is still alive.
+    public var isRunning: Bool { process.isRunning }
 
     /// Stops the server (thawing it first) and removes its files.
     public func stop() {

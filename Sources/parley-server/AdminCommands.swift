@@ -22,7 +22,7 @@ struct ImportCredentials: AsyncParsableCommand {
             throw ValidationError("cannot read \(file)")
         }
         let hasher = PasswordHasher(parameters: hashCost.map { .init(ln: $0, r: 8, p: 1) } ?? .production)
-        let store = try await SQLiteStore.open(path: database.db)
+        let store = try await database.openStore()
         var imported = 0, skipped = 0, invalid = 0
         for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -60,7 +60,7 @@ struct UserAdmin: AsyncParsableCommand {
         func run() async throws {
             guard Validation.isValidUsername(name) else { throw ValidationError("invalid username (1-32 of A-Z a-z 0-9 _ - ., starting with a letter or digit)") }
             let password = try readNewPassword()
-            let store = try await SQLiteStore.open(path: database.db)
+            let store = try await database.openStore()
             defer { Task { try? await store.close() } }
             let hash = try PasswordHasher().hash(password: password)
             guard try await store.createAccount(name: Validation.canonicalUsername(name), displayName: name, passwordHash: hash) else {
@@ -77,7 +77,7 @@ struct UserAdmin: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
         func run() async throws {
             let password = try readNewPassword()
-            let store = try await SQLiteStore.open(path: database.db)
+            let store = try await database.openStore()
             let hash = try PasswordHasher().hash(password: password)
             let changed = try await store.updatePasswordHash(name: Validation.canonicalUsername(name), passwordHash: hash)
             try await store.close()
@@ -90,7 +90,7 @@ struct UserAdmin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List accounts.")
         @OptionGroup var database: DatabaseOptions
         func run() async throws {
-            let store = try await SQLiteStore.open(path: database.db)
+            let store = try await database.openStore()
             let accounts = try await store.listAccounts()
             try await store.close()
             let now = Date()
@@ -106,7 +106,7 @@ struct UserAdmin: AsyncParsableCommand {
         @Argument var name: String
         @OptionGroup var database: DatabaseOptions
         func run() async throws {
-            let store = try await SQLiteStore.open(path: database.db)
+            let store = try await database.openStore()
             let done = try await store.unlock(name: Validation.canonicalUsername(name))
             try await store.close()
             guard done else { throw ValidationError("no account named \(name)") }

@@ -1,8 +1,11 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NIOPosix
 import ParleyCrypto
+import ParleyPostgres
 import ParleyServer
+import ParleyStore
 
 @main
 struct ParleyServerCommand: AsyncParsableCommand {
@@ -22,8 +25,61 @@ struct ParleyServerCommand: AsyncParsableCommand {
 
 /// Options every subcommand that touches the database shares.
 struct DatabaseOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("SQLite database file.", valueName: "PATH"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "SQLite database file, or postgresql://USER@HOST:PORT/DB (also postgresql://USER@/DB?host=/socket/dir). The PostgreSQL password comes from PARLEY_DB_PASSWORD or --db-password-file, never the URL.",
+            valueName: "PATH|URL"))
     var db: String = "parley.sqlite"
+
+    @Option(
+        name: .customLong("db-password-file"),
+        help: ArgumentHelp("File (mode 0600) whose first line is the PostgreSQL password; overrides PARLEY_DB_PASSWORD.",
+                           valueName: "PATH"))
+    var passwordFile: String?
+
+    /// Checked before anything runs: a bad URL or password file is one line on stderr and exit 64.
+    func validate() throws {
+        _ = try resolved()
+    }
+
+    /// The parsed location and the password (nil for SQLite).
+    func resolved() throws -> (location: StoreLocation, password: DatabasePassword?) {
+        do {
+            let location = try StoreLocation(parsing: db)
+            guard case .postgres = location else {
+                if passwordFile != nil { throw DatabaseOptionError.passwordFileWithoutPostgres }
+                return (location, nil)
+            }
+            return (location, try DatabasePassword.load(file: passwordFile))
+        } catch {
+            printError("parley-server: \(error)")
+            throw ExitCode(64)
+        }
+    }
+
+    /// Opens (and migrates) the store for an admin command.
+    func openStore() async throws -> any ChatStore {
+        let (location, password) = try resolved()
+        do {
+            return try await location.open(password: password, eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+                                           logger: Logger(label: "parley.store"))
+        } catch {
+            printError("parley-server: cannot open the database \(location): \(error)")
+            throw ExitCode(70)
+        }
+    }
+}
+
+/// A database option that makes no sense with the others.
+enum DatabaseOptionError: Error, CustomStringConvertible {
+    case passwordFileWithoutPostgres
+
+    var description: String {
+        switch self {
+        case .passwordFileWithoutPostgres: "--db-password-file applies only to a postgresql:// --db"
+        }
+    }
 }
 
 struct Serve: AsyncParsableCommand {
@@ -136,7 +192,7 @@ struct Serve: AsyncParsableCommand {
         config.idleTimeout = .seconds(Int64(effectiveTimeout))
         config.certificatePath = cert
         config.privateKeyPath = key
-        config.databasePath = database.db
+        (config.database, config.databasePassword) = try database.resolved()
         config.registrationOpen = !noRegistration
         if let hashCost { config.hashParameters = .init(ln: hashCost, r: 8, p: 1) }
         if let threads { config.eventLoopThreads = threads }

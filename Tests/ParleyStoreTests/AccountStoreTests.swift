@@ -3,8 +3,8 @@ import Testing
 @testable import ParleyStore
 
 @Suite struct AccountStoreTests {
-    @Test func createReadUpdateList() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func createReadUpdateList(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let before = Date().addingTimeInterval(-1)
             #expect(try await store.createAccount(name: "alice", displayName: "Alice", passwordHash: "h1"))
             #expect(try await !store.createAccount(name: "alice", displayName: "ALICE", passwordHash: "h2"))
@@ -28,8 +28,8 @@ import Testing
         }
     }
 
-    @Test func concurrentRegistrationsOfOneNameYieldExactlyOneWinner() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func concurrentRegistrationsOfOneNameYieldExactlyOneWinner(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let wins = try await withThrowingTaskGroup(of: Bool.self) { group in
                 for i in 0..<20 {
                     group.addTask {
@@ -43,8 +43,8 @@ import Testing
         }
     }
 
-    @Test func failedLoginsLockAtThresholdAndReset() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func failedLoginsLockAtThresholdAndReset(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             try await makeAccounts(store, "alice")
             let now = Date(timeIntervalSince1970: 1_700_000_000)
             let attempt = { try await store.recordFailedLogin(name: "alice", now: now, threshold: 3, lockDuration: 600) }
@@ -73,8 +73,8 @@ import Testing
         }
     }
 
-    @Test func concurrentFailuresAreAllCounted() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func concurrentFailuresAreAllCounted(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             try await makeAccounts(store, "alice")
             try await withThrowingTaskGroup(of: FailedLoginOutcome.self) { group in
                 for _ in 0..<25 {
@@ -90,17 +90,17 @@ import Testing
         }
     }
 
-    @Test func lockSurvivesCloseAndReopen() async throws {
-        let dir = try TempDirectory()
-        defer { dir.remove() }
+    @Test(arguments: StoreBackend.allCases) func lockSurvivesCloseAndReopen(backend: StoreBackend) async throws {
+        let database = try await StoreDatabase.make(backend)
+        defer { database.remove() }
         let until = Date(timeIntervalSince1970: 2_000_000_000)
-        let first = try await SQLiteStore.open(path: dir.databasePath)
+        let first = try await database.open()
         try await makeAccounts(first, "alice")
         _ = try await first.recordFailedLogin(name: "alice", now: until.addingTimeInterval(-60), threshold: 1,
                                               lockDuration: 60)
         try await first.close()
 
-        let second = try await SQLiteStore.open(path: dir.databasePath)
+        let second = try await database.open()
         let alice = try #require(try await second.account(named: "alice"))
         #expect(alice.lockedUntil == until)
         #expect(alice.isLocked(at: until.addingTimeInterval(-1)))

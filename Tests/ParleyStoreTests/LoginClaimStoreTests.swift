@@ -5,8 +5,8 @@ import Testing
 @Suite struct LoginClaimStoreTests {
     let now = Date(timeIntervalSince1970: 1_700_000_000)
 
-    @Test func theThirdClaimLocksBeforeItsCheckEndsAndTheFailureRestartsTheLock() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func theThirdClaimLocksBeforeItsCheckEndsAndTheFailureRestartsTheLock(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             try await makeAccounts(store, "alice")
             let claim = { (at: Date) in try await store.claimLoginAttempt(name: "alice", now: at, threshold: 3, lockDuration: 600) }
             #expect(try await claim(now) == .claimed(attempt: 1))
@@ -27,8 +27,8 @@ import Testing
         }
     }
 
-    @Test func aRightPasswordOnTheThirdClaimLiftsOnlyItsOwnLock() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func aRightPasswordOnTheThirdClaimLiftsOnlyItsOwnLock(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             try await makeAccounts(store, "alice", "bob")
             for _ in 1...3 { _ = try await store.claimLoginAttempt(name: "alice", now: now, threshold: 3, lockDuration: 600) }
             try await store.settleLoginAttempt(name: "alice", attempt: 3, threshold: 3, outcome: .succeeded, now: now,
@@ -45,8 +45,8 @@ import Testing
         }
     }
 
-    @Test func anAbandonedCheckIsNotCounted() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func anAbandonedCheckIsNotCounted(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             try await makeAccounts(store, "alice")
             #expect(try await store.claimLoginAttempt(name: "alice", now: now, threshold: 3, lockDuration: 600) == .claimed(attempt: 1))
             try await store.settleLoginAttempt(name: "alice", attempt: 1, threshold: 3, outcome: .abandoned, now: now,
@@ -61,8 +61,8 @@ import Testing
         }
     }
 
-    @Test func ofManyConcurrentClaimsExactlyThresholdGetThrough() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func ofManyConcurrentClaimsExactlyThresholdGetThrough(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             try await makeAccounts(store, "alice")
             let claims = try await withThrowingTaskGroup(of: LoginAttemptClaim.self) { group in
                 for _ in 0..<30 {

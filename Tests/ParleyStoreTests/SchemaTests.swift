@@ -1,20 +1,21 @@
 import Foundation
 import Testing
+@testable import ParleyPostgres
 @testable import ParleyStore
 
 @Suite struct SchemaTests {
-    @Test func migrationsAreIdempotentOnReopen() async throws {
-        let dir = try TempDirectory()
-        defer { dir.remove() }
-        let first = try await SQLiteStore.open(path: dir.databasePath)
-        #expect(try await first.userVersion() == SQLiteStore.schemaVersion)
-        #expect(SQLiteStore.schemaVersion >= 1)
+    @Test(arguments: StoreBackend.allCases) func migrationsAreIdempotentOnReopen(backend: StoreBackend) async throws {
+        let database = try await StoreDatabase.make(backend)
+        defer { database.remove() }
+        let first = try await database.open()
+        #expect(try await database.schemaVersion(first) == database.latestVersion)
+        #expect(database.latestVersion >= 1)
         try await makeAccounts(first, "alice")
         try await first.close()
 
         for _ in 0..<2 {
-            let again = try await SQLiteStore.open(path: dir.databasePath)
-            #expect(try await again.userVersion() == SQLiteStore.schemaVersion)
+            let again = try await database.open()
+            #expect(try await database.schemaVersion(again) == database.latestVersion)
             #expect(try await again.listAccounts().map(\.name) == ["alice"])
             try await again.close()
         }
@@ -29,14 +30,19 @@ import Testing
         }
     }
 
-    @Test func newerSchemaIsRefused() async throws {
-        let dir = try TempDirectory()
-        defer { dir.remove() }
-        let store = try await SQLiteStore.open(path: dir.databasePath)
-        try await store.query("PRAGMA user_version = 99")
+    @Test(arguments: StoreBackend.allCases) func newerSchemaIsRefused(backend: StoreBackend) async throws {
+        let database = try await StoreDatabase.make(backend)
+        defer { database.remove() }
+        let store = try await database.open()
+        switch store {
+        case let store as SQLiteStore: try await store.query("PRAGMA user_version = 99")
+        case let store as PostgresStore:
+            try await store.rows("INSERT INTO schema_version (version, applied_at) VALUES (99, 0)")
+        default: Issue.record("unexpected store \(type(of: store))")
+        }
         try await store.close()
-        await #expect(throws: StoreError.schemaTooNew(found: 99, supported: SQLiteStore.schemaVersion)) {
-            _ = try await SQLiteStore.open(path: dir.databasePath)
+        await #expect(throws: StoreError.schemaTooNew(found: 99, supported: database.latestVersion)) {
+            _ = try await database.open()
         }
     }
 
@@ -64,10 +70,10 @@ import Testing
 }
 
 @Suite struct LifecycleTests {
-    @Test func useAfterCloseThrowsInsteadOfCrashing() async throws {
-        let dir = try TempDirectory()
-        defer { dir.remove() }
-        let store = try await SQLiteStore.open(path: dir.databasePath)
+    @Test(arguments: StoreBackend.allCases) func useAfterCloseThrowsInsteadOfCrashing(backend: StoreBackend) async throws {
+        let database = try await StoreDatabase.make(backend)
+        defer { database.remove() }
+        let store = try await database.open()
         try await store.close()
         await #expect(throws: StoreError.self) { try await store.listAccounts() }
     }

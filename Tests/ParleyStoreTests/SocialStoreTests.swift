@@ -3,8 +3,8 @@ import Testing
 @testable import ParleyStore
 
 @Suite struct BlockStoreTests {
-    @Test func blockUnblockAndQueries() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func blockUnblockAndQueries(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             try await makeAccounts(store, "alice", "bob", "carol")
             #expect(try await store.block(blocker: "alice", blocked: "bob"))
             #expect(try await !store.block(blocker: "alice", blocked: "bob"))
@@ -24,8 +24,8 @@ import Testing
         }
     }
 
-    @Test func blockingAnUnknownAccountIsATypedError() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func blockingAnUnknownAccountIsATypedError(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             try await makeAccounts(store, "alice")
             await #expect(throws: StoreError.unknownAccount) {
                 try await store.block(blocker: "alice", blocked: "ghost")
@@ -38,8 +38,8 @@ import Testing
 @Suite struct OfflineMessageStoreTests {
     let t0 = Date(timeIntervalSince1970: 1_700_000_000.123)
 
-    @Test func enqueueListAcknowledge() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func enqueueListAcknowledge(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             try await makeAccounts(store, "alice", "bob", "carol")
             let m1 = try await store.enqueueOfflineMessage(to: "bob", from: "alice", text: "one", sentAt: t0)
             let other = try await store.enqueueOfflineMessage(to: "carol", from: "alice", text: "c", sentAt: t0)
@@ -65,16 +65,16 @@ import Testing
         }
     }
 
-    @Test func unknownRecipientIsATypedError() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func unknownRecipientIsATypedError(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             await #expect(throws: StoreError.unknownAccount) {
                 try await store.enqueueOfflineMessage(to: "ghost", from: "alice", text: "hi", sentAt: t0)
             }
         }
     }
 
-    @Test func deliveryIdsAreNeverReused() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func deliveryIdsAreNeverReused(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             try await makeAccounts(store, "bob")
             let first = try await store.enqueueOfflineMessage(to: "bob", from: "a", text: "x", sentAt: t0)
             #expect(try await store.acknowledge(delivery: first, for: "bob"))
@@ -86,10 +86,10 @@ import Testing
         }
     }
 
-    @Test func messagesSurviveCloseAndReopenInOrder() async throws {
-        let dir = try TempDirectory()
-        defer { dir.remove() }
-        let first = try await SQLiteStore.open(path: dir.databasePath)
+    @Test(arguments: StoreBackend.allCases) func messagesSurviveCloseAndReopenInOrder(backend: StoreBackend) async throws {
+        let database = try await StoreDatabase.make(backend)
+        defer { database.remove() }
+        let first = try await database.open()
         try await makeAccounts(first, "bob")
         var ids: [Int64] = []
         for i in 0..<5 {
@@ -97,7 +97,7 @@ import Testing
         }
         try await first.close()
 
-        let second = try await SQLiteStore.open(path: dir.databasePath)
+        let second = try await database.open()
         let pending = try await second.pendingMessages(for: "bob", limit: 100)
         #expect(pending.map(\.id) == ids)
         #expect(pending.map(\.text) == ["m0", "m1", "m2", "m3", "m4"])
@@ -108,8 +108,8 @@ import Testing
 @Suite struct LoginHistoryStoreTests {
     let base = Date(timeIntervalSince1970: 1_700_000_000)
 
-    @Test func usersActiveCoversOverlappingSessions() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func usersActiveCoversOverlappingSessions(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             try await makeAccounts(store, "old", "overlap", "recent", "open")
             try await store.recordLogin(name: "old", at: base)
             #expect(try await store.recordLogout(name: "old", at: base + 100))
@@ -126,8 +126,8 @@ import Testing
         }
     }
 
-    @Test func logoutClosesOnlyOneOpenSession() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func logoutClosesOnlyOneOpenSession(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             try await makeAccounts(store, "alice")
             try await store.recordLogin(name: "alice", at: base)
             try await store.recordLogin(name: "alice", at: base + 10)
@@ -139,8 +139,8 @@ import Testing
         }
     }
 
-    @Test func crashLeftoversAreClosedAtStart() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func crashLeftoversAreClosedAtStart(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             try await makeAccounts(store, "alice", "bob")
             try await store.recordLogin(name: "alice", at: base)
             try await store.recordLogin(name: "bob", at: base)
@@ -152,8 +152,8 @@ import Testing
         }
     }
 
-    @Test func loginOfUnknownAccountIsATypedError() async throws {
-        try await withStore { store, _ async throws in
+    @Test(arguments: StoreBackend.allCases) func loginOfUnknownAccountIsATypedError(backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             await #expect(throws: StoreError.unknownAccount) { try await store.recordLogin(name: "ghost", at: base) }
         }
     }
