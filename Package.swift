@@ -99,11 +99,10 @@ let package = Package(
             "ParleyClient", "ParleyCommands", "ParleyProtocol", "ParleyProtocolNIO", "ParleyTestSupport", "ParleyServer",
         ] + nio),
         .testTarget(name: "ParleyClusterTests", dependencies: ["ParleyCluster"]),
-        // Needs PostgresProcess (the throwaway-PostgreSQL harness of the pgstore branch): declared
-        // once that is merged.
-        // .testTarget(name: "ParleyClusterEndToEndTests", dependencies: [
-        //     "ParleyCluster", "ParleyServer", "ParleyTestSupport", "ParleyProtocol",
-        // ] + nio),
+        // Real parley-server nodes on one throwaway PostgreSQL (PostgresProcess).
+        .testTarget(name: "ParleyClusterEndToEndTests", dependencies: [
+            "ParleyCluster", "ParleyServer", "ParleyTestSupport", "ParleyProtocol",
+        ] + nio),
         .testTarget(name: "ParleyServerTests", dependencies: [
             "ParleyServer", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore",
         ] + nio),

@@ -3,37 +3,10 @@ import Logging
 import ParleyCluster
 import PostgresNIO
 
-/// The cluster's tables (created by the PostgreSQL store's migrations) and every statement the
-/// bus runs. Lease times are the database's own clock (`now()`), so nodes' clocks need not agree.
+/// Every statement the cluster bus runs, on the tables of the PostgreSQL store's migration 2 (see
+/// `PostgresSchema`; the store owns the schema so that one advisory-locked migration creates all).
+/// Lease times are the database's own clock (`now()`), so nodes' clocks need not agree.
 enum ClusterSQL {
-    /// Schema steps, applied by the store's migration list (see `PostgresSchema`).
-    static let schema: [String] = [
-        """
-        CREATE TABLE cluster_nodes (
-            id TEXT NOT NULL PRIMARY KEY,
-            name TEXT NOT NULL,
-            lease_until TIMESTAMPTZ NOT NULL,
-            started_at TIMESTAMPTZ NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE cluster_online (
-            name TEXT NOT NULL PRIMARY KEY,
-            display_name TEXT NOT NULL,
-            node_id TEXT NOT NULL,
-            since TIMESTAMPTZ NOT NULL
-        )
-        """,
-        "CREATE INDEX cluster_online_by_node ON cluster_online (node_id)",
-        """
-        CREATE TABLE cluster_payloads (
-            id BIGSERIAL PRIMARY KEY,
-            body TEXT NOT NULL,
-            created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-        )
-        """,
-    ]
-
     static let clusterChannel = "parley_cluster"
     static func channel(of node: NodeID) -> String { "parley_node_\(node.hex)" }
 

@@ -3,8 +3,10 @@ import Logging
 import NIOCore
 import NIOPosix
 import ParleyCluster
+import ParleyClusterPostgres
 import ParleyCrypto
 import ParleyProtocol
+import ParleyPostgres
 import ParleyProtocolNIO
 import ParleyStore
 import ParleyTLS
@@ -37,7 +39,6 @@ public final class ChatServer: Sendable {
         cluster: (any ClusterBus)? = nil,
         logger: Logger = Logger(label: "parley.server")
     ) async throws -> ChatServer {
-        let bus = cluster ?? SingleNodeBus()
         let tls = try await Task.detached {
             try TLSContext(
                 role: .server(
@@ -50,6 +51,7 @@ public final class ChatServer: Sendable {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
         let chatStore: any ChatStore
+        let bus: any ClusterBus
         do {
             if let store {
                 chatStore = store
@@ -58,6 +60,7 @@ public final class ChatServer: Sendable {
                 chatStore = try await configuration.database.open(
                     password: configuration.databasePassword, eventLoopGroup: group, logger: logger)
             }
+            bus = try cluster ?? makeBus(configuration: configuration, eventLoop: group.next(), logger: logger)
             // In a cluster the other nodes' users are online: the bus closes only what dead nodes left.
             if !bus.isClustered {
                 let closed = try await chatStore.closeOpenLogins(at: Date())
@@ -117,6 +120,19 @@ public final class ChatServer: Sendable {
         let port = channel.localAddress?.port ?? configuration.port
         logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "tls": "1.3"])
         return ChatServer(port: port, channel: channel, group: group, service: service, logger: logger, receiving: receiving)
+    }
+
+    /// A PostgreSQL database is shared by every node given it: they form one cluster, with no other
+    /// setting. A SQLite file is one node's, so its bus does nothing.
+    private static func makeBus(configuration: ServerConfiguration, eventLoop: any EventLoop, logger: Logger) throws
+        -> any ClusterBus
+    {
+        guard case .postgres(let url) = configuration.database else { return SingleNodeBus() }
+        let settings = PostgresClusterBus.Settings(
+            connection: try url.connectionConfiguration(password: configuration.databasePassword),
+            nodeName: configuration.nodeName ?? ProcessInfo.processInfo.hostName,
+            lease: configuration.clusterLease, eventLoop: eventLoop)
+        return PostgresClusterBus(settings: settings, logger: logger)
     }
 
     /// Tells every user the server is going away, closes every connection, then the store.
