@@ -174,37 +174,24 @@ private struct Tools: Sendable {
         return Tools(binDirectory: URL(fileURLWithPath: dir), asPostgresUser: geteuid() == 0)
     }
 
-    private func makeProcess(_ tool: String, _ arguments: [String], asPostgresUser: Bool?) -> Process {
-        let process = Process()
+    /// The program and its arguments (through runuser when the cluster belongs to the postgres user).
+    private func commandLine(_ tool: String, _ arguments: [String], asPostgresUser: Bool? = nil) -> [String] {
         let path = binDirectory.appendingPathComponent(tool).path
-        if asPostgresUser ?? self.asPostgresUser {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-            process.arguments = ["-u", "postgres", "--", path] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: path)
-            process.arguments = arguments
-        }
-        process.standardInput = FileHandle.nullDevice
-        return process
+        return asPostgresUser ?? self.asPostgresUser ? ["/usr/sbin/runuser", "-u", "postgres", "--", path] + arguments : [path] + arguments
     }
 
-    /// Runs a tool to completion without blocking a thread; its output goes to a file, not a pipe,
-    /// because the server pg_ctl starts inherits descriptors and would hold a pipe open.
+    /// Runs a tool to completion without blocking the cooperative pool; its output goes to a file.
+    /// Not Foundation's Process: on Linux it learns that a child ended when a socket the child
+    /// inherited closes, and the server pg_ctl starts inherits it too, so `pg_ctl start` would
+    /// never be seen to end. posix_spawn closes every descriptor above stderr in the child instead.
     func run(_ tool: String, _ arguments: [String], in directory: URL, asPostgresUser: Bool? = nil) async throws {
-        let process = makeProcess(tool, arguments, asPostgresUser: asPostgresUser)
         let outPath = directory.appendingPathComponent("tool-\(UUID().uuidString).out").path
-        guard FileManager.default.createFile(atPath: outPath, contents: nil),
-              let out = FileHandle(forWritingAtPath: outPath)
-        else { throw PostgresProcessError.toolFailed(tool, "cannot create \(outPath)") }
-        defer {
-            try? out.close()
-            try? FileManager.default.removeItem(atPath: outPath)
-        }
-        process.standardOutput = out
-        process.standardError = out
+        defer { try? FileManager.default.removeItem(atPath: outPath) }
+        let command = commandLine(tool, arguments, asPostgresUser: asPostgresUser)
         let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
+            Thread.detachNewThread {
+                continuation.resume(with: Result { try Self.spawnAndWait(command, output: outPath) })
+            }
         }
         guard status == 0 else {
             let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
@@ -213,11 +200,37 @@ private struct Tools: Sendable {
     }
 
     func runBlocking(_ tool: String, _ arguments: [String]) {
-        let process = makeProcess(tool, arguments, asPostgresUser: nil)
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return }
-        process.waitUntilExit()
+        _ = try? Self.spawnAndWait(commandLine(tool, arguments), output: "/dev/null")
+    }
+
+    /// glibc (2.34+) declares it only for _GNU_SOURCE, which Swift's Glibc module does not define.
+    private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32)? =
+        dlsym(nil, "posix_spawn_file_actions_addclosefrom_np").map { unsafeBitCast($0, to: (@convention(c) (
+            UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32).self) }
+
+    /// Spawns `command` (stdin /dev/null, stdout and stderr to `output`, nothing else inherited)
+    /// and waits for it; returns its exit status (-1 when killed by a signal).
+    private static func spawnAndWait(_ command: [String], output: String) throws -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3) }
+        let argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, command[0], &actions, nil, argv, environ)
+        guard spawned == 0 else {
+            throw PostgresProcessError.toolFailed(command.joined(separator: " "), String(cString: strerror(spawned)))
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw PostgresProcessError.toolFailed(command[0], "waitpid: \(errno)") }
+        }
+        // WIFEXITED / WEXITSTATUS (macros Swift cannot import).
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : -1
     }
 }
 
