@@ -116,7 +116,11 @@ extension PostgresClusterBus {
             }
             perform(state.withLockedValue { $0.membership.renewed() })
             let dead = try await ClusterSQL.reap(by: node, c, logger)
-            for gone in dead { logger.notice("removed node \(gone) from the cluster: its lease ran out") }
+            for gone in dead {
+                logger.notice("removed node \(gone) from the cluster: its lease ran out")
+                // The others hear it on the cluster channel; this node skips its own notifications.
+                eventsOut.yield(.message(ClusterEnvelope(origin: node, message: .nodeGone(gone))))
+            }
         } catch {
             failed(error, generation)
         }

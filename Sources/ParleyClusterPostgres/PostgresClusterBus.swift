@@ -210,7 +210,8 @@ public final class PostgresClusterBus: ClusterBus, Sendable {
         }
         guard !connections.isEmpty else { return }
         logger.warning("cluster database connection lost: \(String(reflecting: error))")
-        for connection in connections { connection.close().whenComplete { _ in } }
+        // Held until closed: postgres-nio requires a connection to be closed before it is released.
+        for connection in connections { connection.close().whenComplete { _ in withExtendedLifetime(connection) {} } }
         perform(actions)
     }
 

@@ -46,6 +46,9 @@ final class TestCluster: @unchecked Sendable {
     }
 
     func stop() {
+        if ProcessInfo.processInfo.environment["PARLEY_DUMP_LOGS"] != nil {
+            for (i, node) in nodes.enumerated() { print("=== node\(i)\n\(node.log)") }
+        }
         for node in nodes { node.stop() }
     }
 
