@@ -141,6 +141,13 @@ extension ClientHandler {
         send(.message(from: sender, text: text, delivery: delivery, sent: sentAtMillis))
     }
 
+    /// The node listens again after losing the database: a message routed here meanwhile was
+    /// stored but its notification lost, so stored messages not yet sent on this connection go now.
+    func deliverMissedRouted() {
+        guard let onlineUser, onlineUser.isOpen else { return }
+        deliverOffline(to: onlineUser, after: 0)
+    }
+
     /// The cluster lease may have run out, so other nodes may let this user log in elsewhere: the
     /// session ends now rather than risk a second login.
     func clusterLeaseLost() {

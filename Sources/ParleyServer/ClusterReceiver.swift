@@ -31,6 +31,9 @@ final class ClusterReceiver: Sendable {
             for user in change.added { presence(user.name, user.displayName, online: true, skipping: nil) }
             for user in change.removed { presence(user.name, user.displayName, online: false, skipping: nil) }
             endLinks(change.links)
+            // Notifications sent while this node was not listening are lost; the messages among
+            // them are stored rows, sent now (the handler skips those it already sent).
+            for user in hub.localUsers() { user.eventLoop.execute { user.handler?.deliverMissedRouted() } }
         case .dropLocalUsers:
             let users = hub.localUsers()
             if !users.isEmpty {

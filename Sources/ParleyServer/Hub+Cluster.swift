@@ -93,7 +93,7 @@ extension Hub {
         }
     }
 
-    /// Every local user (the lease ran out: they are all logged out).
+    /// Every local user (for a lost lease or a re-listen, which concern them all).
     func localUsers() -> [OnlineUser] {
         state.withLockedValue { s in s.online.values.map(\.onlineUser) }
     }
