@@ -145,6 +145,29 @@ struct ClusterEndToEndTests {
         #expect(try await dave.whoelseBecomes(["alice", "bob", "carol"]), "a node that comes back rejoins")
     }
 
+    @Test func messagesAcknowledgedToTheSenderSurviveTheRecipientsNodeDyingMidTraffic() async throws {
+        let cluster = try await TestCluster.start(nodes: 3)
+        defer { cluster.stop() }
+        let alice = try await cluster.loggedIn("alice", on: 0)
+        let bob = try await cluster.loggedIn("bob", on: 1)
+        #expect(try await alice.whoelseBecomes(["bob"]))
+        // Bob never acks: whatever alice was told ok must reach him at his next login, once.
+        var acknowledged: Set<String> = []
+        for index in 0..<40 {
+            if index == 15 { cluster.nodes[1].kill9() }
+            let text = "m\(index)"
+            if try await alice.request(.message(to: "bob", text: text)).isOK { acknowledged.insert(text) }
+        }
+        #expect(acknowledged.count >= 30, "only \(acknowledged.count) of 40 were accepted")
+        _ = bob
+        #expect(await alice.nextPresence(of: "bob", online: false, timeout: testLease * 3 + 2))
+        let again = try await cluster.loggedIn("bob", on: 2)
+        var received: [String] = []
+        while let message = await again.nextMessage(timeout: 2) { received.append(message.text) }
+        #expect(Set(received).count == received.count, "each stored message is delivered once: \(received)")
+        #expect(acknowledged.isSubset(of: Set(received)), "lost: \(acknowledged.subtracting(received).sorted())")
+    }
+
     @Test func aDatabaseRestartIsSurvived() async throws {
         let cluster = try await TestCluster.start(nodes: 2)
         defer { cluster.stop() }
