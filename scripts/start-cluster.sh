@@ -3,6 +3,7 @@
 # authentication, loopback only) and N parley-server nodes (default 2) on ports 3331, 3332, ...
 # sharing it. Connect with e.g. `parley --port 3332`. Ctrl-C stops every node and the database
 # and removes the database's directory. Extra arguments go to every parley-server.
+# CONFIG=debug uses the debug build (quicker to build than the default release one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nodes="${1:-2}"
@@ -12,8 +13,10 @@ scripts/install-deps.sh
 if [ ! -f certs/server.pem ] || [ ! -f certs/server.key ] || [ ! -f certs/ca.pem ]; then
   scripts/gen-certs.sh certs
 fi
-swift build -c release --product parley-server
-server="$(swift build -c release --show-bin-path)/parley-server"
+config="${CONFIG:-release}"
+[[ "$config" =~ ^(debug|release)$ ]] || { echo "CONFIG must be debug or release" >&2; exit 2; }
+swift build -c "$config" --product parley-server
+server="$(swift build -c "$config" --show-bin-path)/parley-server"
 
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$bindir/initdb" ] || { echo "PostgreSQL is not installed (scripts/install-deps.sh installs it)" >&2; exit 1; }
