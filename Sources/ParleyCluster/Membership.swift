@@ -49,6 +49,8 @@ public struct Membership<Clock: MembershipClock>: Sendable {
     private let clock: Clock
     /// When the last successful join or renewal was sent: the lease holds until `validFrom + lease`.
     private var validFrom: ContinuousClock.Instant?
+    /// The wait before the next early reconnect (doubling from `firstRetry` up to `maxRetry`).
+    private var retryDelay: Duration?
     /// When the join or renewal in flight was sent.
     private var inFlight: ContinuousClock.Instant?
 
@@ -105,9 +107,30 @@ public struct Membership<Clock: MembershipClock>: Sendable {
         return expireIfDue()
     }
 
+    /// Reconnects sooner than the next tick after a failure (a database restart is over in
+    /// moments; logins are refused until the node has rejoined): how long to wait, doubling
+    /// after each failure up to a second (or the renewal interval, if shorter).
+    public mutating func nextRetryDelay() -> Duration {
+        let cap = min(Self.maxRetry, renewalInterval)
+        let delay = min(retryDelay.map { $0 * 2 } ?? Self.firstRetry, cap)
+        retryDelay = delay
+        return delay
+    }
+
+    /// The early retry's time has come: connect if still down.
+    public mutating func retry() -> [Action] {
+        guard phase == .down else { return [] }
+        phase = .connecting
+        return [.connect]
+    }
+
+    static var firstRetry: Duration { .milliseconds(100) }
+    static var maxRetry: Duration { .seconds(1) }
+
     /// The join went through (node row, reconciliation, listening and catch-up).
     public mutating func joined() -> [Action] {
         guard phase == .joining, let sent = inFlight else { return [] }
+        retryDelay = nil
         phase = .member
         validFrom = sent
         inFlight = nil

@@ -197,6 +197,7 @@ public final class PostgresClusterBus: ClusterBus, Sendable {
         } catch {
             logger.warning("cluster database unreachable: \(String(reflecting: error))")
             perform(state.withLockedValue { $0.membership.connectFailed() })
+            scheduleRetry()
         }
     }
 
@@ -213,6 +214,17 @@ public final class PostgresClusterBus: ClusterBus, Sendable {
         // Held until closed: postgres-nio requires a connection to be closed before it is released.
         for connection in connections { connection.close().whenComplete { _ in withExtendedLifetime(connection) {} } }
         perform(actions)
+        scheduleRetry()
+    }
+
+    /// A timer for an early reconnect (the periodic tick remains the fallback).
+    private func scheduleRetry() {
+        let delay = state.withLockedValue { s -> Duration? in s.stopping ? nil : s.membership.nextRetryDelay() }
+        guard let delay else { return }
+        settings.eventLoop.scheduleTask(in: .nanoseconds(Int64(delay.components.seconds) * 1_000_000_000
+                                                          + delay.components.attoseconds / 1_000_000_000)) {
+            self.perform(self.state.withLockedValue { s in s.stopping ? [] : s.membership.retry() })
+        }
     }
 
     private func startListening(_ connection: PostgresConnection, generation: Int) {

@@ -101,6 +101,26 @@ struct MembershipTests {
         #expect(machine.acceptsLogins)
     }
 
+    @Test func earlyRetriesBackOffToASecondConnectOnlyWhenDownAndResetAtTheJoin() {
+        let clock = TestClock()
+        var machine = member(clock, lease: .seconds(9))
+        #expect(machine.connectionLost() == [])
+        let delays = (0..<6).map { _ in machine.nextRetryDelay() }
+        #expect(delays == [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .seconds(1), .seconds(1)])
+        #expect(machine.retry() == [.connect])
+        #expect(machine.retry() == [], "already connecting")
+        #expect(machine.tick() == [], "the tick does not connect twice either")
+        #expect(machine.connected() == [.join])
+        #expect(machine.retry() == [], "joining: nothing to retry")
+        #expect(machine.joined() == [])
+        #expect(machine.retry() == [], "a member does not reconnect")
+        #expect(machine.connectionLost() == [])
+        #expect(machine.nextRetryDelay() == .milliseconds(100), "the back-off starts again after a join")
+        var short = Machine(clock: clock, lease: .seconds(1.5))
+        _ = short.start()
+        #expect((0..<5).map { _ in short.nextRetryDelay() }.last == .milliseconds(500), "capped by the renewal interval")
+    }
+
     @Test func evictionDropsTheUsersAndRejoins() {
         let clock = TestClock()
         var machine = member(clock)
