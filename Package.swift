@@ -34,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
     ],
     targets: [
         // OpenSSL 3 from the system (Debian's libssl-dev): headers only, no code.
@@ -66,8 +67,18 @@ let package = Package(
         .target(name: "ParleyPostgres", dependencies: [
             "ParleyStore", .product(name: "PostgresNIO", package: "postgres-nio"), logging,
         ] + nio),
+        // The cluster's pure parts: the notification payloads and their strict codec, the membership
+        // (lease) state machine. No I/O, no NIO: fuzzable and unit-tested alone.
+        .target(name: "ParleyCluster", dependencies: ["ParleyProtocol"]),
+        // Several servers on one PostgreSQL database: LISTEN/NOTIFY routing, leases, the online directory.
+        .target(name: "ParleyClusterPostgres", dependencies: [
+            "ParleyCluster", logging,
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+        ] + nio),
         .target(name: "ParleyServer", dependencies: [
-            "ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyPostgres", "ParleyCrypto", "CParleyShims", logging,
+            "ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore", "ParleyPostgres", "ParleyCrypto", "ParleyCluster",
+            "ParleyClusterPostgres", "CParleyShims", logging,
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ] + nio + metrics),
         .target(name: "ParleyClient", dependencies: ["ParleyTLS", "ParleyProtocol", "ParleyProtocolNIO", "ParleyCommands", "ParleyCrypto", logging] + nio),
@@ -111,6 +122,11 @@ let package = Package(
         .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore", "ParleyPostgres", "ParleyTestSupport"] + nio),
         .testTarget(name: "ParleyClientTests", dependencies: [
             "ParleyClient", "ParleyCommands", "ParleyProtocol", "ParleyProtocolNIO", "ParleyTestSupport", "ParleyServer",
+        ] + nio),
+        .testTarget(name: "ParleyClusterTests", dependencies: ["ParleyCluster"]),
+        // Real parley-server nodes on one throwaway PostgreSQL (PostgresProcess).
+        .testTarget(name: "ParleyClusterEndToEndTests", dependencies: [
+            "ParleyCluster", "ParleyServer", "ParleyTestSupport", "ParleyProtocol",
         ] + nio),
         .testTarget(name: "ParleyServerTests", dependencies: [
             "ParleyServer", "ParleyServerSettings", "ParleyTLS", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore",

@@ -95,3 +95,11 @@ public enum DatabasePasswordError: Error, Sendable, Hashable, CustomStringConver
         }
     }
 }
+
+extension PostgresURL {
+    /// One dedicated connection's configuration, built like the store's (for the cluster bus's
+    /// LISTEN and statement connections, which must reach the same database the same way).
+    public func connectionConfiguration(password: DatabasePassword?) throws -> PostgresConnection.Configuration {
+        try PostgresEndpoint(url: self, password: password).connectionConfiguration()
+    }
+}

@@ -56,6 +56,35 @@ enum PostgresSchema {
             "CREATE INDEX sessions_by_login ON sessions (login_at)",
             "CREATE INDEX sessions_by_logout ON sessions (logout_at)",
         ]),
+        // The cluster (ParleyClusterPostgres): live nodes with their leases (the database's clock),
+        // who is online on which node (the primary key makes one login per name atomic), and
+        // notification payloads too large for NOTIFY, sent by reference to their row.
+        PostgresMigration(version: 2, statements: [
+            """
+            CREATE TABLE cluster_nodes (
+                id TEXT NOT NULL PRIMARY KEY,
+                name TEXT NOT NULL,
+                lease_until TIMESTAMPTZ NOT NULL,
+                started_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE cluster_online (
+                name TEXT NOT NULL PRIMARY KEY,
+                display_name TEXT NOT NULL,
+                node_id TEXT NOT NULL,
+                since TIMESTAMPTZ NOT NULL
+            )
+            """,
+            "CREATE INDEX cluster_online_by_node ON cluster_online (node_id)",
+            """
+            CREATE TABLE cluster_payloads (
+                id BIGSERIAL PRIMARY KEY,
+                body TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )
+            """,
+        ]),
         // Accounts an operator disabled (`parley-server user disable`, `admin disable`). Version 3:
         // version 2 is the cluster's membership tables.
         PostgresMigration(version: 3, statements: [

@@ -4,8 +4,11 @@ import NIOConcurrencyHelpers
 import Metrics
 import NIOCore
 import NIOPosix
+import ParleyCluster
+import ParleyClusterPostgres
 import ParleyCrypto
 import ParleyProtocol
+import ParleyPostgres
 import ParleyProtocolNIO
 import ParleyStore
 import ParleyTLS
@@ -26,10 +29,12 @@ public final class ChatServer: Sendable {
     /// The TLS settings the next connection gets; a reload swaps in a new context, and open
     /// connections keep the one they were made with (each handler holds its own reference).
     let tls: NIOLockedValueBox<TLSHandler.Settings>
+    /// Applies the other nodes' notifications (ends when the bus finishes its stream).
+    private let receiving: Task<Void, Never>
 
     private init(
         port: Int, channel: Channel, admin: AdminServer?, metricsChannel: Channel?, group: MultiThreadedEventLoopGroup,
-        service: ChatService, logger: Logger, tls: NIOLockedValueBox<TLSHandler.Settings>
+        service: ChatService, logger: Logger, tls: NIOLockedValueBox<TLSHandler.Settings>, receiving: Task<Void, Never>
     ) {
         self.port = port
         self.channel = channel
@@ -40,6 +45,7 @@ public final class ChatServer: Sendable {
         self.service = service
         self.logger = logger
         self.tls = tls
+        self.receiving = receiving
     }
 
     /// Builds the TLS context (off the event loops), opens the store, and starts listening.
@@ -49,6 +55,7 @@ public final class ChatServer: Sendable {
     public static func start(
         configuration: ServerConfiguration,
         store: (any ChatStore)? = nil,
+        cluster: (any ClusterBus)? = nil,
         logger: Logger = Logger(label: "parley.server"),
         metricsRegistry: PrometheusCollectorRegistry? = nil
     ) async throws -> ChatServer {
@@ -64,6 +71,7 @@ public final class ChatServer: Sendable {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
         let chatStore: any ChatStore
+        let bus: any ClusterBus
         do {
             if let store {
                 chatStore = store
@@ -79,8 +87,12 @@ public final class ChatServer: Sendable {
                         password: configuration.databasePassword, eventLoopGroup: group, logger: logger)
                 }
             }
-            let closed = try await chatStore.closeOpenLogins(at: Date())
-            if closed > 0 { logger.info("closed \(closed) sessions left open by an earlier stop") }
+            bus = try cluster ?? makeBus(configuration: configuration, eventLoop: group.next(), logger: logger)
+            // In a cluster the other nodes' users are online: the bus closes only what dead nodes left.
+            if !bus.isClustered {
+                let closed = try await chatStore.closeOpenLogins(at: Date())
+                if closed > 0 { logger.info("closed \(closed) sessions left open by an earlier stop") }
+            }
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -99,8 +111,11 @@ public final class ChatServer: Sendable {
             maxWaitingPerName: configuration.maxLoginsWaitingPerName, backoff: configuration.addressBackoff,
             registrationsPerHour: configuration.limits.maxRegistrationsPerAddressPerHour)
         let service = ChatService(
-            store: chatStore, passwords: passwords, hub: hub, configuration: configuration, logger: logger,
+            store: chatStore, passwords: passwords, hub: hub, cluster: bus, configuration: configuration, logger: logger,
             admission: admission, metrics: metrics)
+        let receiver = ClusterReceiver(service: service)
+        let receiving = Task { await receiver.run() }
+        await bus.start()
         let channel: Channel
         var admin: AdminServer?
         var metricsChannel: Channel?
@@ -159,6 +174,8 @@ public final class ChatServer: Sendable {
             await admin?.stop()
             try? await metricsChannel?.close()
             service.memory.stop()
+            await bus.shutdown()
+            await receiving.value
             try? await passwords.shutdown()
             try? await chatStore.close()
             try? await group.shutdownGracefully()
@@ -171,7 +188,20 @@ public final class ChatServer: Sendable {
         }
         return ChatServer(
             port: port, channel: channel, admin: admin, metricsChannel: metricsChannel, group: group, service: service,
-            logger: logger, tls: tlsSettings)
+            logger: logger, tls: tlsSettings, receiving: receiving)
+    }
+
+    /// A PostgreSQL database is shared by every node given it: they form one cluster, with no other
+    /// setting. A SQLite file is one node's, so its bus does nothing.
+    private static func makeBus(configuration: ServerConfiguration, eventLoop: any EventLoop, logger: Logger) throws
+        -> any ClusterBus
+    {
+        guard case .postgres(let url) = configuration.database else { return SingleNodeBus() }
+        let settings = PostgresClusterBus.Settings(
+            connection: try url.connectionConfiguration(password: configuration.databasePassword),
+            nodeName: configuration.nodeName ?? ProcessInfo.processInfo.hostName,
+            lease: configuration.clusterLease, eventLoop: eventLoop)
+        return PostgresClusterBus(settings: settings, logger: logger)
     }
 
     /// The Prometheus factory for a registry, with the flush-pass histogram's buckets.
@@ -199,9 +229,12 @@ public final class ChatServer: Sendable {
         try? await channel.close()
         try? await metricsChannel?.close()
         let outcome = DrainOutcome()
-        let drain: @Sendable () async -> Void = { [service] in
+        let drain: @Sendable () async -> Void = { [service, receiving] in
             let goodbye = ServerMessage.loggedOut(reason: .serverShutdown).frame()
             _ = try? await service.hub.disconnectAll(sending: goodbye).get()
+            // The logouts above are published before the bus lets go of this node's claims and row.
+            await service.cluster.shutdown()
+            await receiving.value
             // Queued hashes are cancelled (their logins fail); store writes under way finish before the
             // loops they report to stop, and the store closes before the loops its calls complete on.
             do { try await service.shutdown() } catch { outcome.storeError.withLockedValue { $0 = error } }

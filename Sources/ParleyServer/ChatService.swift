@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import ParleyCluster
 import ParleyCrypto
 import ParleyProtocol
 import ParleyStore
@@ -13,6 +14,8 @@ final class ChatService: Sendable {
     private let store: any ChatStore
     private let passwords: PasswordService
     let hub: Hub
+    /// The other nodes sharing the database (`SingleNodeBus` when there are none).
+    let cluster: any ClusterBus
     let configuration: ServerConfiguration
     /// What a reload can change (registration, block duration, idle timeout); read per use.
     let runtime: RuntimeSettingsBox
@@ -51,8 +54,9 @@ final class ChatService: Sendable {
         let blockedBy: Set<String>
     }
 
-    init(store: any ChatStore, passwords: PasswordService, hub: Hub, configuration: ServerConfiguration,
-         logger: Logger, admission: LoginAdmission, metrics: ServerMetrics = .disabled) {
+    init(store: any ChatStore, passwords: PasswordService, hub: Hub, cluster: any ClusterBus,
+         configuration: ServerConfiguration, logger: Logger, admission: LoginAdmission, metrics: ServerMetrics = .disabled) {
+        self.cluster = cluster
         self.metrics = metrics
         self.connections = ConnectionLimiter(limits: configuration.limits)
         self.store = store
@@ -189,6 +193,7 @@ final class ChatService: Sendable {
                 return ProtocolError(active ? .alreadyBlocked : .notBlocked)
             }
             hub.noteBlock(blocker: blocker, blocked: blocked, active: active)
+            cluster.publish(.block(blocker: blocker, blocked: blocked, active: active))
             return nil
         } catch StoreError.unknownAccount {
             return ProtocolError(.unknownUser)

@@ -19,6 +19,9 @@ extension ClientHandler {
             let skip = service.hub.blockers(of: onlineUser.name)
             let frame = ServerMessage.broadcast(from: onlineUser.displayName, text: text).frame(allocator: context.channel.allocator)
             service.hub.fanOut(frame, except: onlineUser.name, skipping: skip, chat: true)
+            // One notification for the whole cluster; each node fans out to its own users.
+            service.cluster.publish(.broadcast(from: onlineUser.name, displayName: onlineUser.displayName, text: text,
+                                               skipping: skip.sorted()))
             let unreachable = !skip.isEmpty && service.hub.isAnyOnline(skip)
             send(.reply(.ok(id: id, .broadcast(unreachable: unreachable))))
         case .whoelse:
@@ -65,6 +68,12 @@ extension ClientHandler {
             send(.reply(.ok(id: id)))
             return
         }
+        if case .remote(let node) = service.hub.location(of: recipient) {
+            runTask({ await $0.storeDirect(to: recipient, on: node, from: sender, senderDisplayName: sender, text: text) }) { error in
+                if let error { self.reply(id, error) } else { self.send(.reply(.ok(id: id))) }
+            }
+            return
+        }
         runTask({ await $0.storeOffline(to: recipient, from: sender, text: text) }) { error in
             if let error { self.reply(id, error) } else { self.send(.reply(.ok(id: id))) }
         }
@@ -91,7 +100,10 @@ extension ClientHandler {
 
     private func login(username: String, password: String, id: Int64?) {
         let peer = context.channel.remoteAddress
-        loginTask = runTask({ await $0.authenticate(username: username, password: password, peer: peer) }) { result in
+        let service = self.service
+        loginTask = runTask({ await $0.logIn(username: username, password: password, peer: peer) }, abandoned: { result in
+            if case .success(let account) = result { service.releaseClaim(account) }
+        }) { result in
             self.loginTask = nil
             switch result {
             case .failure(let error):
@@ -148,12 +160,37 @@ extension ClientHandler {
 
     private func send(_ batch: [StoredMessage]?, to onlineUser: OnlineUser) {
         guard onlineUser.isOpen, let batch, let last = batch.last else { return }
-        for stored in batch {
+        // A message routed from another node may have been sent on this connection already.
+        for stored in batch where !machine.unacked.contains(stored.id) {
             let sent = Int64(stored.sentAt.timeIntervalSince1970 * 1000)
             machine.storedMessageSent(stored.id)
             send(.message(from: stored.sender, text: stored.text, delivery: stored.id, sent: sent))
         }
         if batch.count == configuration.offlineBatchSize { deliverOffline(to: onlineUser, after: last.id) }
+    }
+
+    /// A message stored for this user by another node and routed here while they are online: sent
+    /// like a stored one (with its delivery id), so their ack deletes it and a lost connection
+    /// keeps it for the next login.
+    func deliverRouted(delivery: Int64, from sender: String, text: String, sentAtMillis: Int64) {
+        guard onlineUser?.isOpen == true, !machine.unacked.contains(delivery) else { return }
+        machine.storedMessageSent(delivery)
+        send(.message(from: sender, text: text, delivery: delivery, sent: sentAtMillis))
+    }
+
+    /// The node listens again after losing the database: a message routed here meanwhile was
+    /// stored but its notification lost, so stored messages not yet sent on this connection go now.
+    func deliverMissedRouted() {
+        guard let onlineUser, onlineUser.isOpen else { return }
+        deliverOffline(to: onlineUser, after: 0)
+    }
+
+    /// The cluster lease may have run out, so other nodes may let this user log in elsewhere: the
+    /// session ends now rather than risk a second login.
+    func clusterLeaseLost() {
+        guard onlineUser != nil else { return }
+        send(.error(code: .internal, message: "the server lost contact with the cluster; please log in again"), flush: true)
+        perform(.close(.disconnected))
     }
 
     private func acknowledge(_ delivery: Int64, of name: String, id: Int64?) {

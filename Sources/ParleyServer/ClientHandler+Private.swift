@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import ParleyCluster
 import ParleyCrypto
 import ParleyProtocol
 
@@ -33,6 +34,13 @@ extension ClientHandler {
         switch service.hub.requestPrivate(from: onlineUser.name, to: target, fingerprint: fingerprint, limit: limit) {
         case .filed(let request):
             pending = request
+            deliverPrivate(.privateRequest(from: onlineUser.displayName), to: target)
+        case .filedRemote(let request, let node):
+            // The target's node files its side and tells its user; a refusal there comes back as a stop.
+            pending = request
+            let relay = PrivateRelay.request(from: onlineUser.name, displayName: onlineUser.displayName,
+                                             fingerprint: fingerprint, token: Int64(clamping: request.token))
+            service.cluster.send(.privateLink(to: target, relay), to: node)
         case .targetOffline:
             // Unknown and offline get different answers, as for messages; neither reveals an address.
             runTask({ await $0.accountExists(target) }) { exists in
@@ -52,7 +60,6 @@ extension ClientHandler {
                 : "Error. \(peer.displayName) has too many private requests waiting; try again later"
             return reply(id, .tooManyRequests, text)
         }
-        deliverPrivate(.privateRequest(from: onlineUser.displayName), to: target)
         send(.reply(.ok(id: id)))
         // No answer in time counts as a decline; the token makes a stale timer harmless.
         context.eventLoop.assumeIsolated().scheduleTask(in: configuration.privateAnswerTimeout) { [self] in

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import ParleyCluster
 import ParleyProtocol
 import ParleyProtocolNIO
 import ParleyTLS
@@ -261,6 +262,7 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         }
         let presence = ServerMessage.presence(user: onlineUser.displayName, online: false).frame(allocator: context.channel.allocator)
         hub.fanOut(presence, except: onlineUser.name, skipping: entry.blocks)
+        service.cluster.release(user: onlineUser.name, displayName: onlineUser.displayName, blocks: entry.blocks.sorted())
         logger.info("session ended", metadata: ["user": "\(onlineUser.name)", "reason": "\(reason)"])
         let name = onlineUser.name
         service.background { await $0.recordLogout(name) }
@@ -271,12 +273,18 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
     /// Runs `work` off the event loop through the service, then `then` back on it; requests
     /// arriving meanwhile wait in the machine's queue, so a connection's requests take effect in
     /// the order they were sent.
+    /// `abandoned` gets the outcome when the connection closed before it came back (a claim to
+    /// hand back, say).
     @discardableResult
     func runTask<T: Sendable>(
-        _ work: @escaping @Sendable (ChatService) async -> T, then: @escaping (T) -> Void
+        _ work: @escaping @Sendable (ChatService) async -> T, abandoned: ((T) -> Void)? = nil,
+        then: @escaping (T) -> Void
     ) -> Task<Void, Never>? {
         let task = service.start(on: context.eventLoop, work) { [self] outcome in
-            guard machine.taskFinished() else { return }
+            guard machine.taskFinished() else {
+                if let outcome { abandoned?(outcome) }
+                return
+            }
             guard let outcome else { return perform(machine.serverStopping()) }
             then(outcome)
             drain()
@@ -309,9 +317,17 @@ final class ClientHandler: ChannelDuplexHandler, NIOScheduledCallbackHandler {
         reply(id, error.code, error.message)
     }
 
-    /// Sends to another online user; one who left meanwhile has no private state left to update.
+    /// Sends to another online user, here or (relayed) on another node; one who left meanwhile has
+    /// no private state left to update.
     func deliverPrivate(_ message: ServerMessage, to name: String) {
-        _ = service.hub.deliver(message.frame(allocator: context.channel.allocator), to: name, onMiss: {})
+        switch service.hub.location(of: name) {
+        case .local:
+            _ = service.hub.deliver(message.frame(allocator: context.channel.allocator), to: name, onMiss: {})
+        case .remote(let node):
+            if let relay = PrivateRelay(relaying: message) { service.cluster.send(.privateLink(to: name, relay), to: node) }
+        case .offline:
+            return
+        }
     }
 
     var peerDescription: String { context.channel.remoteAddress.map { "\($0)" } ?? "?" }

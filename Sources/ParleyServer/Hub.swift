@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import ParleyCluster
 
 /// The one owner of the server's non-durable state: who is online, on which event loop, the block
 /// relations of online users and their private-session requests and pairs. Everything durable
@@ -21,12 +22,15 @@ final class Hub: Sendable {
         var pendingPrivateRequests: Int { privateLinks.values.count(where: \.isPending) }
     }
 
-    private struct State {
+    struct State {
         var online: [String: Entry] = [:]
+        /// Users online on other nodes (empty on a single node); see `Hub+Cluster.swift`.
+        var remote: [String: RemoteUser] = [:]
         var nextPrivateToken: UInt64 = 1
     }
 
-    private let state = NIOLockedValueBox(State())
+    /// Internal only so that the cluster extension (another file) can share the one lock.
+    let state = NIOLockedValueBox(State())
     private let shards: [ObjectIdentifier: LoopShard]
     private let allShards: [LoopShard]
 
@@ -47,6 +51,8 @@ final class Hub: Sendable {
     func register(_ onlineUser: OnlineUser, blocks: Set<String>, blockedBy: Set<String>) -> Bool {
         let added = state.withLockedValue { s -> Bool in
             guard s.online[onlineUser.name] == nil else { return false }
+            // The cluster-wide claim succeeded, so a remote entry still here is stale.
+            s.remote[onlineUser.name] = nil
             s.online[onlineUser.name] = Entry(
                 onlineUser: onlineUser, displayName: onlineUser.displayName, blocks: blocks, blockedBy: blockedBy)
             return true
@@ -79,6 +85,9 @@ final class Hub: Sendable {
             for (name, entry) in s.online where name != viewer && !hidden.contains(name) {
                 names.append(entry.displayName)
             }
+            for (name, user) in s.remote where name != viewer && !hidden.contains(name) {
+                names.append(user.displayName)
+            }
             return names
         }
         return names.sorted()
@@ -96,12 +105,12 @@ final class Hub: Sendable {
 
     /// Whether any of `names` is online (one lock, no copy of the online set).
     func isAnyOnline(_ names: Set<String>) -> Bool {
-        state.withLockedValue { s in names.contains { s.online[$0] != nil } }
+        state.withLockedValue { s in names.contains { s.online[$0] != nil || s.remote[$0] != nil } }
     }
 
     /// Those of `names` that are not online now.
     func offline(among names: Set<String>) -> [String] {
-        state.withLockedValue { s in names.filter { s.online[$0] == nil } }
+        state.withLockedValue { s in names.filter { s.online[$0] == nil && s.remote[$0] == nil } }
     }
 
     // MARK: blocks
@@ -175,13 +184,15 @@ final class Hub: Sendable {
     func requestPrivate(from requester: String, to target: String, fingerprint: String, limit: Int) -> PrivatePair.Filing {
         state.withLockedValue { s in
             let (me, peer): (PrivatePair.Party, PrivatePair.Party)
-            switch Self.checkPrivateRequest(s.online, from: requester, to: target, limit: limit) {
+            switch Self.checkPrivateRequest(s, from: requester, to: target, limit: limit) {
             case .refused(let filing): return filing
             case .allowed(let requesterParty, let targetParty): (me, peer) = (requesterParty, targetParty)
             }
             let request = PrivatePair.Request(requester: me, target: peer, fingerprint: fingerprint, token: s.nextPrivateToken)
             s.nextPrivateToken += 1
             s.online[requester]?.privateLinks[target] = .pending(request)
+            // A target on another node: that node files its side when the relay reaches it.
+            if let node = s.remote[target]?.node { return .filedRemote(request, node) }
             s.online[target]?.privateLinks[requester] = .pending(request)
             return .filed(request)
         }
@@ -193,17 +204,27 @@ final class Hub: Sendable {
     }
 
     /// The request's parties, or why it is refused. A function of its own so that the entries it
-    /// reads are released before the caller changes them (no copy-on-write under the lock).
+    /// reads are released before the caller changes them (no copy-on-write under the lock). A
+    /// target on another node has its own limit checked there.
     private static func checkPrivateRequest(
-        _ online: [String: Entry], from requester: String, to target: String, limit: Int
+        _ s: State, from requester: String, to target: String, limit: Int
     ) -> PrivateCheck {
-        guard let me = online[requester], let them = online[target] else { return .refused(.targetOffline) }
-        let peer = PrivatePair.Party(name: target, displayName: them.displayName)
+        guard let me = s.online[requester] else { return .refused(.targetOffline) }
+        let peer: PrivatePair.Party
+        var targetPending = 0
+        if let them = s.online[target] {
+            peer = PrivatePair.Party(name: target, displayName: them.displayName)
+            targetPending = them.pendingPrivateRequests
+        } else if let remote = s.remote[target] {
+            peer = PrivatePair.Party(name: target, displayName: remote.displayName)
+        } else {
+            return .refused(.targetOffline)
+        }
         if me.blockedBy.contains(target) { return .refused(.blockedByTarget(peer)) }
         if me.blocks.contains(target) { return .refused(.blockingTarget(peer)) }
         if me.privateLinks[target] != nil { return .refused(.duplicate(peer)) }
         if me.pendingPrivateRequests >= limit { return .refused(.tooMany(peer, requesterFull: true)) }
-        if them.pendingPrivateRequests >= limit { return .refused(.tooMany(peer, requesterFull: false)) }
+        if targetPending >= limit { return .refused(.tooMany(peer, requesterFull: false)) }
         return .allowed(PrivatePair.Party(name: requester, displayName: me.displayName), peer)
     }
 
@@ -223,7 +244,9 @@ final class Hub: Sendable {
     func pairPrivate(_ request: PrivatePair.Request) -> Bool {
         let (a, b) = (request.requester, request.target)
         return state.withLockedValue { s in
-            guard s.online[a.name] != nil, s.online[b.name] != nil else { return false }
+            // Either may be on another node (its own node keeps its side); both must be online.
+            guard s.online[a.name] != nil || s.remote[a.name] != nil, s.online[b.name] != nil || s.remote[b.name] != nil
+            else { return false }
             s.online[a.name]?.privateLinks[b.name] = .paired(b)
             s.online[b.name]?.privateLinks[a.name] = .paired(a)
             return true

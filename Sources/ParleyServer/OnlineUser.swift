@@ -113,6 +113,13 @@ final class OnlineUser: @unchecked Sendable {
         }
     }
 
+    /// The connection's handler, for what reaches a user from outside its connection (cluster
+    /// routing); nil once the handler left the pipeline. On `eventLoop` only.
+    var handler: ClientHandler? {
+        eventLoop.preconditionInEventLoop()
+        return isOpen ? context.handler as? ClientHandler : nil
+    }
+
     func writabilityChanged(writable: Bool) {
         self.writable = writable
         if writable { backlogBytes = 0 }

@@ -1,3 +1,5 @@
+import ParleyCluster
+
 /// The server's view of private sessions, kept in each online user's `Hub.Entry`: requests
 /// waiting for an answer and pairs that were set up. Names, the requester's public-key
 /// fingerprint until the answer, and a token per request; never a private key, never a private
@@ -43,6 +45,8 @@ enum PrivatePair {
     /// What `Hub.requestPrivate` did.
     enum Filing: Sendable {
         case filed(Request)
+        /// Filed on the requester's side; the target is online on `node`, which files the other side.
+        case filedRemote(Request, NodeID)
         /// The target is not online (the caller tells unknown from offline).
         case targetOffline
         /// The target blocks the requester.

@@ -73,6 +73,11 @@ public struct ServerConfiguration: Sendable {
     public var limits = ServerLimits()
     /// Where to serve Prometheus metrics over plain HTTP (`GET /metrics`); nil (the default): off.
     public var metricsListen: MetricsAddress? = nil
+    /// This node's name in the cluster's `nodes` table and logs (a PostgreSQL database only); nil: the host name.
+    public var nodeName: String? = nil
+    /// How long a cluster node's lease lasts without renewal (renewed every third of it): a node
+    /// that dies is noticed by the others within about this long. Short only in tests.
+    public var clusterLease: Duration = .seconds(10)
     /// Test hook: sees every request the server decoded, in order (e.g. to assert that private text
     /// never reaches the server). Nil in production; called on event loops, so it must be quick.
     public var requestObserver: (@Sendable (Request) -> Void)? = nil

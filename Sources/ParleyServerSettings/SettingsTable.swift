@@ -132,6 +132,28 @@ extension ServerSettings {
             },
             copy: { $0.server.metricsListen = $1.server.metricsListen }),
         Setting(
+            key: "node-name", type: .string, valueName: "NAME",
+            help: "This server's name in a cluster (a PostgreSQL db); default: the host name.",
+            read: { $0.server.nodeName ?? "<host name>" },
+            write: { settings, content in
+                guard case .string(let name) = content, !name.isEmpty, name.utf8.count <= 64,
+                    !name.contains(where: { $0.isNewline || $0.asciiValue.map { $0 < 0x20 } == true })
+                else { return "must be 1-64 characters on one line" }
+                settings.server.nodeName = name
+                return nil
+            },
+            copy: { $0.server.nodeName = $1.server.nodeName }),
+        Setting(
+            key: "cluster-lease-ms", type: .int, valueName: "MS",
+            help: "How long a cluster node's lease lasts unrenewed: a dead node is noticed within about this long (short only in tests).",
+            read: { String($0.server.clusterLease.components.seconds * 1000 + $0.server.clusterLease.components.attoseconds / 1_000_000_000_000_000) },
+            write: { settings, content in
+                guard case .int(let ms) = content, (500...600_000).contains(ms) else { return "must be 500-600000" }
+                settings.server.clusterLease = .milliseconds(ms)
+                return nil
+            },
+            copy: { $0.server.clusterLease = $1.server.clusterLease }),
+        Setting(
             key: "admin-socket", type: .string, valueName: "PATH",
             help: "Unix socket (mode 0600) for `parley-server admin`; none turns it off (default: beside the database, <db>.admin.sock).",
             read: { $0.adminSocket ?? "<db>.admin.sock" },

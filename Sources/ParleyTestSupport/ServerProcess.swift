@@ -118,6 +118,14 @@ public final class ServerProcess: @unchecked Sendable {
 
     public func resume() { kill(process.processIdentifier, SIGCONT) }
 
+    /// Kills the server with SIGKILL (a crash: no logout, no goodbye) and waits for it to die.
+    public func kill9() { crash() }
+
+    /// A client connected over TLS (from `sourceAddress`, e.g. 127.0.0.2, when given).
+    public func client(from sourceAddress: String? = nil) async throws -> TestChatClient {
+        try await TestChatClient.connect(port: port, caPath: certs.caPath, sourceAddress: sourceAddress)
+    }
+
     /// Stops the server (thawing it first) and removes its files unless they were passed in.
     public func stop() {
         resume()

@@ -1,0 +1,199 @@
+import Foundation
+import ParleyProtocol
+import ParleyTestSupport
+import Testing
+
+private let fingerprintA = String(repeating: "a1", count: 32)
+private let fingerprintB = String(repeating: "b2", count: 32)
+
+/// Real `parley-server` processes on one throwaway PostgreSQL database, clients over real TLS:
+/// what one server does, several do together.
+@Suite("cluster: several parley-server nodes on one PostgreSQL database", .serialized)
+struct ClusterEndToEndTests {
+    @Test func presenceWhoelseMessagesAndBroadcastsCrossNodes() async throws {
+        let cluster = try await TestCluster.start(nodes: 2)
+        defer { cluster.stop() }
+        let alice = try await cluster.loggedIn("alice", on: 0)
+        let bob = try await cluster.loggedIn("bob", on: 1)
+        #expect(await alice.nextPresence(of: "bob", online: true), "a login on node1 is seen on node0")
+        #expect(try await alice.whoelseBecomes(["bob"]))
+        #expect(try await bob.whoelseBecomes(["alice"]))
+        #expect(try await bob.request(.whoelsesince(seconds: 60)).users == ["alice"])
+
+        #expect(try await alice.request(.message(to: "bob", text: "hi bob")).isOK)
+        let live = await bob.nextMessage()
+        #expect(live?.from == "alice" && live?.text == "hi bob")
+        let delivery = try #require(live?.delivery, "a cross-node message is stored until acked")
+        #expect(try await bob.request(.ack(delivery: delivery)).isOK)
+
+        #expect(try await bob.request(.broadcast(text: "hello all")).isOK)
+        let heard = await alice.nextBroadcast()
+        #expect(heard?.from == "bob" && heard?.text == "hello all")
+
+        let second = try await cluster.nodes[0].client()
+        #expect(try await second.login("bob", "password-bob").code == .alreadyOnline, "one login per user across nodes")
+
+        #expect(try await bob.request(.logout).isOK)
+        #expect(await alice.nextPresence(of: "bob", online: false))
+        #expect(try await alice.whoelseBecomes([]))
+        #expect(try await alice.request(.whoelsesince(seconds: 60)).users == ["bob"])
+    }
+
+    @Test func anOfflineMessageIsDeliveredOnceAtTheNextLoginOnAnotherNode() async throws {
+        let cluster = try await TestCluster.start(nodes: 2)
+        defer { cluster.stop() }
+        let carol = try await cluster.loggedIn("carol", on: 1)
+        #expect(try await carol.request(.logout).isOK)
+        let alice = try await cluster.loggedIn("alice", on: 0)
+        #expect(try await alice.request(.message(to: "carol", text: "while you were out")).isOK)
+
+        let again = try await cluster.loggedIn("carol", on: 1)
+        let stored = await again.nextMessage()
+        #expect(stored?.text == "while you were out")
+        #expect(try await again.request(.ack(delivery: try #require(stored?.delivery))).isOK)
+        #expect(try await again.request(.logout).isOK)
+
+        let third = try await cluster.loggedIn("carol", on: 0)
+        #expect(await third.nextMessage(timeout: 1) == nil, "acked: never delivered again")
+    }
+
+    @Test func blocksActAcrossNodes() async throws {
+        let cluster = try await TestCluster.start(nodes: 2)
+        defer { cluster.stop() }
+        let alice = try await cluster.loggedIn("alice", on: 0)
+        let bob = try await cluster.loggedIn("bob", on: 1)
+        #expect(try await alice.whoelseBecomes(["bob"]))
+        #expect(try await bob.request(.block(user: "alice")).isOK)
+        #expect(try await alice.whoelseBecomes([]), "whoever blocks alice is hidden from her")
+        #expect(try await alice.request(.message(to: "bob", text: "x")).code == .recipientBlockedYou)
+        let reply = try await alice.request(.broadcast(text: "anyone?"))
+        #expect(reply.outcome == .ok(.broadcast(unreachable: true)))
+        #expect(await bob.nextBroadcast(timeout: 1) == nil)
+        #expect(try await bob.request(.logout).isOK)
+        #expect(await alice.nextPresence(of: "bob", online: false, timeout: 1) == false, "presence hidden by the block")
+        let back = try await cluster.loggedIn("bob", on: 1)
+        #expect(try await back.request(.unblock(user: "alice")).isOK)
+        #expect(try await alice.whoelseBecomes(["bob"]))
+        #expect(try await alice.request(.broadcast(text: "again")).outcome == .ok(.broadcast(unreachable: false)))
+        #expect(await back.nextBroadcast()?.text == "again")
+    }
+
+    @Test func aLockoutHoldsOnEveryNode() async throws {
+        let cluster = try await TestCluster.start(nodes: 2)
+        defer { cluster.stop() }
+        let first = try await cluster.loggedIn("dave", on: 0)
+        #expect(try await first.request(.logout).isOK)
+        for _ in 0..<3 {
+            let client = try await cluster.nodes[0].client()
+            _ = try await client.login("dave", "wrong-password")
+        }
+        let elsewhere = try await cluster.nodes[1].client(from: "127.0.0.2")
+        #expect(try await elsewhere.login("dave", "password-dave").code == .accountLocked)
+    }
+
+    @Test func startPrivateIsIntroducedAcrossNodes() async throws {
+        let cluster = try await TestCluster.start(nodes: 2)
+        defer { cluster.stop() }
+        let alice = try await cluster.loggedIn("alice", on: 0)
+        let bob = try await cluster.loggedIn("bob", on: 1, from: "127.0.0.3")
+        #expect(try await alice.whoelseBecomes(["bob"]))
+        #expect(try await alice.request(.startPrivate(user: "bob", fingerprint: fingerprintA)).isOK)
+        #expect(await bob.next { $0 == .privateRequest(from: "alice") } != nil)
+        #expect(try await bob.request(.privateAnswer(user: "alice", accept: true, port: 4242, fingerprint: fingerprintB)).isOK)
+        let started = await bob.next { if case .privateStarted = $0 { true } else { false } }
+        guard case .privateStarted(_, let fingerprint, let linkID)? = started else {
+            Issue.record("bob was not told the link started")
+            return
+        }
+        #expect(fingerprint == fingerprintA)
+        let accepted = await alice.next { if case .privateAccepted = $0 { true } else { false } }
+        #expect(accepted == .privateAccepted(user: "bob", host: "127.0.0.3", port: 4242, fingerprint: fingerprintB, linkID: linkID),
+                "alice gets bob's address as bob's node saw it")
+        #expect(try await alice.request(.stopPrivate(user: "bob")).isOK)
+        #expect(await bob.next { if case .privateStopped(let user, _) = $0 { user == "alice" } else { false } } != nil)
+    }
+
+    @Test func aKilledNodesUsersGoOfflineAndCanLogInElsewhereWithNothingLost() async throws {
+        let cluster = try await TestCluster.start(nodes: 3)
+        defer { cluster.stop() }
+        let alice = try await cluster.loggedIn("alice", on: 0)
+        let bob = try await cluster.loggedIn("bob", on: 1)
+        let carol = try await cluster.loggedIn("carol", on: 2)
+        #expect(try await alice.whoelseBecomes(["bob", "carol"]))
+        // Acknowledged to the sender but never acked by bob: it must survive bob's node.
+        #expect(try await alice.request(.message(to: "bob", text: "unread")).isOK)
+        #expect(await bob.nextMessage()?.text == "unread")
+        let killed = ContinuousClock.now
+        cluster.nodes[1].kill9()
+        #expect(await alice.nextPresence(of: "bob", online: false, timeout: testLease * 3 + 2))
+        #expect(await carol.nextPresence(of: "bob", online: false, timeout: 2))
+        let noticed = ContinuousClock.now - killed
+        #expect(noticed < .seconds(testLease * 3), "noticed in \(noticed)")
+        #expect(try await alice.whoelseBecomes(["carol"]))
+
+        let again = try await cluster.loggedIn("bob", on: 2)
+        #expect(await alice.nextPresence(of: "bob", online: true))
+        let kept = await again.nextMessage()
+        #expect(kept?.text == "unread", "the unacked message waits for the next login")
+        #expect(try await again.request(.ack(delivery: try #require(kept?.delivery))).isOK)
+        let twice = try await cluster.nodes[0].client()
+        #expect(try await twice.login("bob", "password-bob").code == .alreadyOnline)
+        #expect(try await alice.request(.whoelsesince(seconds: 60)).users == ["bob", "carol"])
+
+        try await cluster.restartNode(1)
+        let dave = try await cluster.loggedIn("dave", on: 1)
+        #expect(try await dave.whoelseBecomes(["alice", "bob", "carol"]), "a node that comes back rejoins")
+    }
+
+    @Test func messagesAcknowledgedToTheSenderSurviveTheRecipientsNodeDyingMidTraffic() async throws {
+        let cluster = try await TestCluster.start(nodes: 3)
+        defer { cluster.stop() }
+        let alice = try await cluster.loggedIn("alice", on: 0)
+        let bob = try await cluster.loggedIn("bob", on: 1)
+        #expect(try await alice.whoelseBecomes(["bob"]))
+        // Bob never acks: whatever alice was told ok must reach him at his next login, once.
+        var acknowledged: Set<String> = []
+        for index in 0..<40 {
+            if index == 15 { cluster.nodes[1].kill9() }
+            let text = "m\(index)"
+            if try await alice.request(.message(to: "bob", text: text)).isOK { acknowledged.insert(text) }
+        }
+        #expect(acknowledged.count >= 30, "only \(acknowledged.count) of 40 were accepted")
+        _ = bob
+        #expect(await alice.nextPresence(of: "bob", online: false, timeout: testLease * 3 + 2))
+        let again = try await cluster.loggedIn("bob", on: 2)
+        var received: [String] = []
+        while let message = await again.nextMessage(timeout: 2) { received.append(message.text) }
+        #expect(Set(received).count == received.count, "each stored message is delivered once: \(received)")
+        #expect(acknowledged.isSubset(of: Set(received)), "lost: \(acknowledged.subtracting(received).sorted())")
+    }
+
+    @Test func aDatabaseRestartIsSurvived() async throws {
+        let cluster = try await TestCluster.start(nodes: 2)
+        defer { cluster.stop() }
+        let alice = try await cluster.loggedIn("alice", on: 0)
+        let bob = try await cluster.loggedIn("bob", on: 1)
+        #expect(try await alice.whoelseBecomes(["bob"]))
+        try await cluster.postgres.restart()
+        // Within the lease the nodes reconnect and keep their users; a request may fail meanwhile.
+        var delivered = false
+        let deadline = ContinuousClock.now + .seconds(testLease * 4)
+        while !delivered, ContinuousClock.now < deadline {
+            let reply = try await alice.request(.message(to: "bob", text: "after restart"))
+            if reply.isOK { delivered = true } else {
+                #expect(reply.code == .internal, "at worst an error")
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        #expect(delivered)
+        if let message = await bob.nextMessage(timeout: 5) {
+            #expect(message.text == "after restart")
+        } else {
+            // The node dropped its users when the lease ran out (never a wrong state): bob logs in again.
+            let again = try await cluster.loggedIn("bob", on: 1)
+            #expect(await again.nextMessage()?.text == "after restart")
+        }
+        let third = try await cluster.nodes[0].client()
+        #expect(try await third.login("bob", "password-bob").code == .alreadyOnline)
+    }
+}

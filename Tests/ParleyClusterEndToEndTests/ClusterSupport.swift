@@ -1,0 +1,102 @@
+import Foundation
+import ParleyProtocol
+import ParleyTestSupport
+import Testing
+
+/// Lease of the test nodes: a dead node is noticed within about this long (renewals every third).
+let testLease = 2.0
+
+/// N `parley-server` processes on one fresh database of the suite's throwaway PostgreSQL.
+final class TestCluster: @unchecked Sendable {
+    // Used by one test at a time, sequentially.
+    let postgres: PostgresProcess
+    let url: String
+    private(set) var nodes: [ServerProcess] = []
+
+    private init(postgres: PostgresProcess, url: String) {
+        self.postgres = postgres
+        self.url = url
+    }
+
+    static func start(nodes count: Int, extra: [String] = []) async throws -> TestCluster {
+        let postgres = try await PostgresProcess.shared()
+        let cluster = TestCluster(postgres: postgres, url: postgres.url(database: try await postgres.createDatabase()))
+        // The first node migrates the database; the others start together.
+        cluster.nodes.append(try await cluster.startNode(index: 0, extra: extra))
+        try await withThrowingTaskGroup(of: (Int, ServerProcess).self) { group in
+            for index in 1..<max(1, count) {
+                group.addTask { (index, try await cluster.startNode(index: index, extra: extra)) }
+            }
+            var started: [(Int, ServerProcess)] = []
+            for try await node in group { started.append(node) }
+            cluster.nodes += started.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+        return cluster
+    }
+
+    func startNode(index: Int, extra: [String] = []) async throws -> ServerProcess {
+        try await ServerProcess.start(
+            ["--node-name", "node\(index)", "--cluster-lease-ms", "\(Int(testLease * 1000))", "--threads", "1"] + extra,
+            database: url)
+    }
+
+    /// Replaces node `index` with a fresh process on the same database (a node that comes back).
+    func restartNode(_ index: Int) async throws {
+        nodes[index] = try await startNode(index: index)
+    }
+
+    func stop() {
+        if ProcessInfo.processInfo.environment["PARLEY_DUMP_LOGS"] != nil {
+            for (i, node) in nodes.enumerated() { print("=== node\(i)\n\(node.log)") }
+        }
+        for node in nodes { node.stop() }
+    }
+
+    /// A client logged in as `name` on node `index`.
+    func loggedIn(_ name: String, on index: Int, from address: String? = nil) async throws -> TestChatClient {
+        let client = try await nodes[index].client(from: address)
+        let reply = try await client.login(name, "password-\(name)")
+        #expect(reply.isOK, "login \(name) on node\(index): \(reply)")
+        return client
+    }
+}
+
+extension Reply {
+    var code: ErrorCode? {
+        if case .error(let code, _) = outcome { return code }
+        return nil
+    }
+    var isOK: Bool { code == nil }
+    var users: [String]? {
+        if case .ok(.users(let users)) = outcome { return users }
+        return nil
+    }
+}
+
+extension TestChatClient {
+    func nextMessage(timeout: Double = 5) async -> (from: String, text: String, delivery: Int64?)? {
+        let message = await next(timeout: timeout) { if case .message = $0 { true } else { false } }
+        guard case .message(let from, let text, let delivery, _)? = message else { return nil }
+        return (from, text, delivery)
+    }
+
+    func nextBroadcast(timeout: Double = 5) async -> (from: String, text: String)? {
+        let message = await next(timeout: timeout) { if case .broadcast = $0 { true } else { false } }
+        guard case .broadcast(let from, let text)? = message else { return nil }
+        return (from, text)
+    }
+
+    func nextPresence(of user: String, online: Bool, timeout: Double = 5) async -> Bool {
+        await next(timeout: timeout) { $0 == .presence(user: user, online: online) } != nil
+    }
+
+    /// Waits until `whoelse` answers `expected` (the directory settles within a notification).
+    func whoelseBecomes(_ expected: [String], timeout: Double = 5) async throws -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        while ContinuousClock.now < deadline {
+            if try await request(.whoelse).users == expected { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+}
