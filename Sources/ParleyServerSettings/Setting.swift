@@ -139,6 +139,10 @@ public struct Setting: Sendable {
         }
     }
 
+    /// Whether errors and logs show `<secret>` instead of the value: secrets, and `db`, whose
+    /// mistyped URL may carry a password (`postgresql://user:pw@host/db`).
+    public var hidesValue: Bool { secret || key == "db" }
+
     /// The current value as text (secrets redacted).
     public func describe(_ settings: ServerSettings) -> String { secret ? "<secret>" : read(settings) }
 }

@@ -39,7 +39,7 @@ public enum SettingsLoader {
         for setting in ServerSettings.table {
             let found: (ConfigContent, SettingSource, String)?
             if let given = command.values[setting.key] {
-                found = (try given.content(for: setting), given.source, setting.secret ? "<secret>" : "\"\(given.raw)\"")
+                found = (try given.content(for: setting), given.source, setting.hidesValue ? "<secret>" : "\"\(given.raw)\"")
             } else if let value = try lookUpEnvironment(setting, in: env) {
                 found = value
             } else if let file, let value = try file.lookUp(setting) {
@@ -50,7 +50,7 @@ public enum SettingsLoader {
             guard let (content, source, raw) = found else { continue }
             if let reason = setting.write(&loaded.settings, content) {
                 throw SettingError(
-                    key: setting.key, reason: reason, value: setting.secret ? "<secret>" : raw, source: source)
+                    key: setting.key, reason: reason, value: setting.hidesValue ? "<secret>" : raw, source: source)
             }
             loaded.sources[setting.key] = source
         }
@@ -65,7 +65,7 @@ public enum SettingsLoader {
         guard let raw = try? env.environmentValue(forName: name) else { return nil }
         do {
             guard let value = try env.value(forKey: AbsoluteConfigKey([name]), type: setting.type).value else { return nil }
-            return (value.content, source, setting.secret ? "<secret>" : "\"\(raw)\"")
+            return (value.content, source, setting.hidesValue ? "<secret>" : "\"\(raw)\"")
         } catch {
             throw SettingError(key: setting.key, reason: setting.type.mustBe, value: "\"\(raw)\"", source: source)
         }
@@ -123,7 +123,7 @@ struct FileSource: Sendable {
         let source = SettingSource.file(path: path)
         do {
             guard let value = try provider.value(forKey: key, type: setting.type).value else { return nil }
-            return (value.content, source, setting.secret ? "<secret>" : value.content.shown)
+            return (value.content, source, setting.hidesValue ? "<secret>" : value.content.shown)
         } catch {
             // Say what the file holds instead, if it is some other simple type.
             let other = [ConfigType.string, .int, .bool, .double].lazy.compactMap { type in

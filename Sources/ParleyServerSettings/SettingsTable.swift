@@ -28,7 +28,7 @@ extension ServerSettings {
                 do {
                     settings.server.database = try StoreLocation(parsing: value)
                 } catch {
-                    return "is not a usable PostgreSQL URL: \(error)"
+                    return "is not usable: \(error)"
                 }
                 return nil
             },

@@ -116,20 +116,20 @@ struct Serve: AsyncParsableCommand {
         }
         // Trapped before READY=1: a reload systemd sends right after start is queued, not lost.
         let hangups = await UnixSignalsSequence(trapping: .sighup)
+        var configuration = loaded.settings.server
+        if case .postgres = configuration.database {
+            do {
+                configuration.databasePassword = try DatabasePassword.load(file: loaded.settings.databasePasswordFile)
+            } catch {
+                printError("parley-server: db-password-file: \(error)")
+                throw ExitCode(64)
+            }
+        }
         let server: ChatServer
         do {
-            var configuration = loaded.settings.server
             // SIGHUP is the reload signal; the admin socket's `reload` raises it in this process.
             configuration.adminReload = { kill(getpid(), SIGHUP) }
             configuration.adminSocketPath = loaded.settings.adminSocketPath
-            if case .postgres = configuration.database {
-                do {
-                    configuration.databasePassword = try DatabasePassword.load(file: loaded.settings.databasePasswordFile)
-                } catch {
-                    printError("parley-server: db-password-file: \(error)")
-                    throw ExitCode(78)
-                }
-            }
             var registry: PrometheusCollectorRegistry?
             if configuration.metricsListen != nil {
                 // Once per process: libraries that use swift-metrics report into the same registry.

@@ -77,9 +77,19 @@ struct PostgresServerTests {
         #expect(replies.count <= 3, "more than a couple of errors before recovering: \(replies)")
         #expect(!alice.isClosed)
         await alice.close()
-        let bob = try await client(server, "bob")
+        // A login needs the cluster's listener back too; until it is, the answer is a clear error.
+        var bob: TestChatClient?
+        for _ in 0..<40 where bob == nil {
+            let attempt = try await TestChatClient.connect(port: server.port, caPath: server.certs.caPath)
+            let reply = try await attempt.login("bob", "password-bob")
+            if reply.isOK { bob = attempt; break }
+            #expect(reply.code == .internal, "only the database's absence may refuse it: \(reply)")
+            await attempt.close()
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        let bobClient = try #require(bob, "bob never logged in again after the restart")
         var texts: [String] = []
-        while let message = await bob.nextMessage(timeout: 2) { texts.append(message.text) }
+        while let message = await bobClient.nextMessage(timeout: 2) { texts.append(message.text) }
         #expect(texts == ["before", "after"])
     }
 
@@ -87,8 +97,8 @@ struct PostgresServerTests {
     func badDatabaseOptions() async throws {
         let withPassword = try await ServerBinary.run(["--db", "postgresql://parley:hunter2@127.0.0.1/chat"])
         #expect(withPassword.status == 64)
-        #expect(withPassword.output.trimmingCharacters(in: .whitespacesAndNewlines)
-            == "parley-server: invalid database URL: it must not contain a password (set PARLEY_DB_PASSWORD or use --db-password-file)")
+        #expect(withPassword.output.contains("it must not contain a password (set PARLEY_DB_PASSWORD or use --db-password-file)"))
+        #expect(withPassword.output.split(separator: "\n").count == 1, "one line")
         #expect(!withPassword.output.contains("hunter2"))
         let badPort = try await ServerBinary.run(["user", "list", "--db", "postgresql://parley@127.0.0.1:x/chat"])
         #expect(badPort.status == 64)
