@@ -29,7 +29,7 @@ private func withAdminServer(
     #expect(!FileManager.default.fileExists(atPath: socket), "the socket file is removed at shutdown")
 }
 
-@Suite("admin socket on an in-process server")
+@Suite("admin socket on an in-process server", .serialized)  // the bind sets the process-wide umask
 struct AdminSocketTests {
     @Test func reloadRunsTheInjectedActionAndIsRefusedWithoutOne() async throws {
         try await withAdminServer { _, socket, reloads in
