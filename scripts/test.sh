@@ -7,11 +7,9 @@ scripts/install-deps.sh
 scripts/fuzz.sh "${PARLEY_FUZZ_SECONDS:-10}" >/tmp/parley-fuzz.log 2>&1 || { tail -40 /tmp/parley-fuzz.log; echo "fuzzing found a crash"; exit 1; }
 grep -E '^(fuzzing|#[0-9]+[[:space:]]+DONE)' /tmp/parley-fuzz.log || true
 swift build --build-tests
-# The suites that start whole clusters of processes (three server nodes and PostgreSQL; a server
-# killed 24 times) run on their own, after the rest: beside the timing tests on 2 cores they
-# starve them.
-heavy='ParleyClusterEndToEndTests|CrashSafetyTests'
-swift test --skip-build --skip "$heavy"
-swift test --skip-build --filter "$heavy"
+# One test at a time: on 2 cores, 390 tests at once (many start real servers, clients, whole
+# clusters and PostgreSQL) starved the ones that measure timeouts; serially the suite takes a
+# few minutes and every run here passed.
+swift test --skip-build --no-parallel
 # An outside TLS scanner (sslyze, Mozilla's modern profile) against a server on its defaults.
 scripts/tls-audit.sh
