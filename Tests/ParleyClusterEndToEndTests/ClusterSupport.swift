@@ -74,22 +74,6 @@ extension Reply {
 }
 
 extension TestChatClient {
-    func nextMessage(timeout: Double = 5) async -> (from: String, text: String, delivery: Int64?)? {
-        let message = await next(timeout: timeout) { if case .message = $0 { true } else { false } }
-        guard case .message(let from, let text, let delivery, _)? = message else { return nil }
-        return (from, text, delivery)
-    }
-
-    func nextBroadcast(timeout: Double = 5) async -> (from: String, text: String)? {
-        let message = await next(timeout: timeout) { if case .broadcast = $0 { true } else { false } }
-        guard case .broadcast(let from, let text)? = message else { return nil }
-        return (from, text)
-    }
-
-    func nextPresence(of user: String, online: Bool, timeout: Double = 5) async -> Bool {
-        await next(timeout: timeout) { $0 == .presence(user: user, online: online) } != nil
-    }
-
     /// Waits until `whoelse` answers `expected` (the directory settles within a notification).
     func whoelseBecomes(_ expected: [String], timeout: Double = 5) async throws -> Bool {
         let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
