@@ -130,6 +130,7 @@ let package = Package(
         ] + nio),
         .testTarget(name: "ParleyServerTests", dependencies: [
             "ParleyServer", "ParleyServerSettings", "ParleyTLS", "ParleyClient", "ParleyTestSupport", "ParleyProtocol", "ParleyProtocolNIO", "ParleyStore",
+            "ParleyPostgres",
             // The crash test reads the database file itself (PRAGMA quick_check, what survived).
             .product(name: "SQLiteNIO", package: "sqlite-nio"),
         ] + nio + metrics),

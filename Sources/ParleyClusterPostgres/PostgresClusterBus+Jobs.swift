@@ -44,15 +44,16 @@ extension PostgresClusterBus {
                 failed(error, generation)
             }
         case .publish(let message, let channel):
-            guard case let (c, generation)? = control(needingLease: false) else {
-                logger.notice("cluster database unreachable: a notification to the other nodes was dropped")
-                return
+            let first = state.withLockedValue { s -> Bool in
+                s.unsent.append(Unsent(message: message, channel: channel, queuedAt: .now))
+                if s.unsent.count > Self.unsentLimit {
+                    s.unsent.removeFirst()
+                    s.droppedUnsent += 1
+                }
+                return s.unsent.count == 1 && s.control == nil
             }
-            do {
-                try await ClusterSQL.publish(ClusterEnvelope(origin: node, message: message), on: channel, c, logger)
-            } catch {
-                failed(error, generation)
-            }
+            if first { logger.notice("cluster database unreachable: holding notifications to the other nodes until it is back") }
+            await sendUnsent()
         case .direct(let to, let target, let sender, let text, let sentAt, let done):
             guard case let (c, generation)? = control(needingLease: false) else { return done.resume(returning: .failure(.unavailable)) }
             do {
@@ -101,6 +102,7 @@ extension PostgresClusterBus {
             try await ClusterSQL.join(node: node, name: settings.nodeName, lease: settings.lease, held: held, c, logger)
             perform(state.withLockedValue { $0.membership.joined() })
             logger.info("joined the cluster", metadata: ["id": "\(node)"])
+            await sendUnsent()
         } catch {
             failed(error, generation)
         }
@@ -124,6 +126,43 @@ extension PostgresClusterBus {
         } catch {
             failed(error, generation)
         }
+    }
+
+    /// Sends the held notifications in order while the connection holds. One the database refuses
+    /// (it never would take it) is dropped; after a broken connection the rest wait for the next.
+    /// A notification whose connection broke after the commit may go out twice (at least once).
+    private func sendUnsent() async {
+        var sent = 0
+        while true {
+            guard case let (c, generation)? = control(needingLease: false) else { break }
+            let next = state.withLockedValue { s -> Unsent? in
+                while let first = s.unsent.first, first.queuedAt + Self.unsentMaxAge < .now {
+                    s.unsent.removeFirst()
+                    s.droppedUnsent += 1
+                }
+                return s.unsent.first
+            }
+            guard let next else { break }
+            do {
+                try await ClusterSQL.publish(ClusterEnvelope(origin: node, message: next.message), on: next.channel, c, logger)
+                state.withLockedValue { _ = $0.unsent.removeFirst() }
+                sent += 1
+            } catch let error as PSQLError where error.code == .server {
+                state.withLockedValue { _ = $0.unsent.removeFirst() }
+                failed(error, generation)
+            } catch {
+                failed(error, generation)
+                break
+            }
+        }
+        let dropped = state.withLockedValue { s -> Int in
+            defer { s.droppedUnsent = 0 }
+            return s.droppedUnsent
+        }
+        if dropped > 0 {
+            logger.warning("dropped \(dropped) notifications to the other nodes: the database was unreachable too long")
+        }
+        if sent > 1 { logger.info("sent \(sent) held notifications to the other nodes") }
     }
 
     /// A statement failed: a database refusal is logged; a broken connection starts a reconnect.

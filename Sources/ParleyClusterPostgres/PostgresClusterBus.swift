@@ -54,7 +54,24 @@ public final class PostgresClusterBus: ClusterBus, Sendable {
         var stopping = false
         /// The task reading the current listener's notifications.
         var listening: Task<Void, Never>?
+        /// Notifications not yet sent, oldest first: while the database is unreachable they wait
+        /// here (bounded) and go out in order once it is back, instead of being lost.
+        var unsent: [Unsent] = []
+        /// Held notifications dropped (too many, or too old) since the last report in the log.
+        var droppedUnsent = 0
     }
+
+    /// A notification waiting for the database.
+    struct Unsent {
+        let message: ClusterMessage
+        let channel: String
+        let queuedAt: ContinuousClock.Instant
+    }
+
+    /// At most this many notifications wait for the database; beyond it the oldest go.
+    static let unsentLimit = 10_000
+    /// A held notification older than this is dropped: a broadcast minutes late misleads more than it helps.
+    static let unsentMaxAge: Duration = .seconds(120)
 
     enum Job: Sendable {
         case claim(user: String, displayName: String, blocks: [String], CheckedContinuation<ClaimOutcome, Never>)

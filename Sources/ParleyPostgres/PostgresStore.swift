@@ -160,7 +160,13 @@ enum PostgresErrors {
                 return "\(info[.sqlState] ?? "?"): \(info[.message] ?? "server error")"
             }
             switch error.code {
-            case .serverClosedConnection, .connectionError, .uncleanShutdown:
+            case .connectionError:
+                // Connecting failed: the socket's own reason (refused, unreachable) says why.
+                if let nio = error.underlying as? NIOConnectionError, let first = nio.connectionErrors.first {
+                    return "connection failed: \(first.error)"
+                }
+                return "connection failed" + (error.underlying.map { ": \($0)" } ?? "")
+            case .serverClosedConnection, .uncleanShutdown:
                 return "database connection lost (\(error.code))"
             case .poolClosed, .clientClosedConnection: return "the store is closed"
             default:

@@ -1,4 +1,5 @@
 import Foundation
+import ParleyPostgres
 import ParleyServer
 import ParleyStore
 import ParleyTLS
@@ -29,7 +30,40 @@ public enum ConfigCheck {
         case .sqlite(let path):
             lines += await databaseLines(path)
         case .postgres(let url):
-            lines.append(.init(status: .ok, text: "database: PostgreSQL \(url) (not opened by check; the server migrates it at start)"))
+            lines += await postgresLines(url, passwordFile: loaded.settings.databasePasswordFile)
+        }
+        return lines
+    }
+
+    /// Connects once (read only): reachable, the server's version, the schema version against this
+    /// build's, and that the tables the recorded version implies exist.
+    static func postgresLines(_ url: PostgresURL, passwordFile: String?) async -> [CheckLine] {
+        let password: DatabasePassword?
+        do {
+            password = try DatabasePassword.load(file: passwordFile)
+        } catch {
+            return [.init(status: .problem, text: "database password: \(error)")]
+        }
+        let health: PostgresHealth
+        do {
+            health = try await PostgresStore.inspect(url: url, password: password)
+        } catch {
+            return [.init(status: .problem, text: "database: \(error)")]
+        }
+        let latest = PostgresStore.schemaVersion
+        var lines = [CheckLine(status: .ok, text: "database: PostgreSQL \(url) reachable (server \(health.serverVersion))")]
+        switch health.schemaVersion {
+        case 0:
+            lines.append(.init(status: .ok, text: "database schema: empty; the server creates it (version \(latest)) at first start"))
+        case latest:
+            lines.append(.init(status: .ok, text: "database schema: version \(latest), current"))
+        case let found where found > latest:
+            lines.append(.init(status: .problem, text: "database schema: version \(found) is newer than this build's \(latest); upgrade parley-server"))
+        case let found:
+            lines.append(.init(status: .ok, text: "database schema: version \(found); the server migrates it to \(latest) at start"))
+        }
+        if !health.missingTables.isEmpty {
+            lines.append(.init(status: .problem, text: "database schema: version \(health.schemaVersion) recorded but tables missing: \(health.missingTables.joined(separator: ", "))"))
         }
         return lines
     }

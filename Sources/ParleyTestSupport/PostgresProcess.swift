@@ -116,6 +116,14 @@ public final class PostgresProcess: @unchecked Sendable {
         return name
     }
 
+    /// Runs one SQL statement in `database` with psql (for tests that change a database behind
+    /// the server's back).
+    public func execute(_ sql: String, database: String) async throws {
+        try await tools.run("psql", [
+            "-h", "127.0.0.1", "-p", "\(port)", "-U", Self.superuser, "-d", database, "-v", "ON_ERROR_STOP=1", "-c", sql,
+        ], in: directory, asPostgresUser: false)
+    }
+
     /// Starts the (stopped) cluster and waits until it accepts connections.
     public func start() async throws {
         try await tools.run("pg_ctl", [
@@ -246,7 +254,7 @@ private struct Tools: Sendable {
 }
 
 /// A port the OS just gave out on 127.0.0.1 and that is free again.
-func freeLoopbackPort() throws -> Int {
+public func freeLoopbackPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw PostgresProcessError.noFreePort }
     defer { close(fd) }

@@ -16,6 +16,8 @@ final class Engine: @unchecked Sendable {
     let tls: TLSContext
     let host: String
     let port: Int
+    /// Cluster nodes: client i connects to `ports[i % ports.count]` (just `[port]` for one server).
+    let ports: [Int]
     let serverName: String
 
     // delivery accounting
@@ -53,12 +55,13 @@ final class Engine: @unchecked Sendable {
     var hsHist = makeHistogram()
     var hsRunning = false
 
-    init(host: String, port: Int, serverName: String, caPath: String) throws {
+    init(host: String, port: Int, alsoPorts: [Int] = [], serverName: String, caPath: String) throws {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.loop = group.next()
         self.tls = try TLSContext(role: .client(trustedCAPath: caPath))
         self.host = host
         self.port = port
+        self.ports = [port] + alsoPorts
         self.serverName = serverName
     }
 
@@ -95,7 +98,7 @@ final class Engine: @unchecked Sendable {
                     ])
                 }
             }
-            .connect(host: host, port: port ?? self.port)
+            .connect(host: host, port: port ?? ports[client.index % ports.count])
             .whenComplete { result in
                 switch result {
                 case .success(let channel):

@@ -38,10 +38,24 @@ final class Run {
         report.add("scenario", scenario)
         report.add("command", commandLineText())
         if !common.json { print("command: \(commandLineText())"); fflush(nil) }
-        engine = try Engine(host: common.host, port: common.port, serverName: common.serverName, caPath: common.ca)
+        engine = try Engine(
+            host: common.host, port: common.port, alsoPorts: common.alsoPorts, serverName: common.serverName, caPath: common.ca)
     }
 
-    func server() -> ProcSample? { common.serverPid.flatMap { ProcSample.read(pid: $0) } }
+    /// The server's CPU and RSS, summed over every node given (nil without --server-pid).
+    func server() -> ProcSample? {
+        guard let first = common.serverPid else { return nil }
+        var total = ProcSample(cpuSeconds: 0, rssKiB: 0)
+        for pid in [first] + common.alsoServerPids {
+            guard let s = ProcSample.read(pid: pid) else { return nil }
+            total.cpuSeconds += s.cpuSeconds
+            total.rssKiB += s.rssKiB
+        }
+        return total
+    }
+
+    /// CPU seconds of every process of --database-user (nil without it).
+    func database() -> Double? { common.databaseUser.flatMap(ProcSample.cpuOfUser) }
 
     func clients(_ range: Range<Int>, prefix: String? = nil) -> [BenchClient] {
         range.map { i in

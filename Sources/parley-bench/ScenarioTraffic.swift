@@ -69,6 +69,7 @@ func runTraffic(
     }
     sleepUntil(measureStart)
     let s1 = run.server()
+    let d1 = run.database()
     let b1 = ProcSample.selfCPU()
     let sent1 = e.onLoop { e.sentTotal }
     var burstFigures: (wall: Double, ok: Bool)? = nil
@@ -94,6 +95,7 @@ func runTraffic(
         sleepUntil(plannedEnd)
     }
     let s2 = run.server()
+    let d2 = run.database()
     let b2 = ProcSample.selfCPU()
     let sent2 = e.onLoop { e.sentTotal }
     // Drain: every sent message delivered to all its recipients, or the drain limit.
@@ -143,6 +145,11 @@ func runTraffic(
         rep.add("server_cpu_s_measured", cpu, 2)
         rep.add("server_cpu_pct", 100 * cpu / window, 0)
         rep.add("server_cpu_us_per_delivery", measuredDeliveries > 0 ? cpu * 1e6 / Double(measuredDeliveries) : .nan, 2)
+    }
+    if let d1, let d2 {
+        let cpu = d2 - d1
+        rep.add("database_cpu_s_measured", cpu, 2)
+        rep.add("database_cpu_us_per_delivery", measuredDeliveries > 0 ? cpu * 1e6 / Double(measuredDeliveries) : .nan, 2)
     }
     if let s0, let s1 {
         rep.add("server_login_cpu_s", s1.cpuSeconds - s0.cpuSeconds, 2)

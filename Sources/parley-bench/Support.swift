@@ -46,6 +46,30 @@ struct ProcSample {
         return ProcSample(cpuSeconds: Double(ut + st) / hz, rssKiB: rss)
     }
 
+    /// CPU seconds (user+system, reaped children included) of every process `user` runs.
+    static func cpuOfUser(_ user: String) -> Double? {
+        guard let pw = getpwnam(user), let dir = opendir("/proc") else { return nil }
+        defer { closedir(dir) }
+        let uid = pw.pointee.pw_uid
+        let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+        var ticks = 0
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard let pid = Int32(name) else { continue }
+            var st = stat()
+            guard stat("/proc/\(pid)", &st) == 0, st.st_uid == uid,
+                let text = readSmallFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: UInt8(ascii: ")"))
+            else { continue }
+            // utime(14) stime(15) cutime(16) cstime(17), counted from the state field (3).
+            let rest = text[(close + 2)...].split(separator: UInt8(ascii: " "))
+            guard rest.count > 14 else { continue }
+            for field in rest[11...14] { ticks += parseInt(field) ?? 0 }
+        }
+        return Double(ticks) / hz
+    }
+
     /// This process's own CPU seconds (user+system).
     static func selfCPU() -> Double {
         var ru = rusage()

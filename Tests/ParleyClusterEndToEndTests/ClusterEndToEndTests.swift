@@ -196,4 +196,24 @@ struct ClusterEndToEndTests {
         let third = try await cluster.nodes[0].client()
         #expect(try await third.login("bob", "password-bob").code == .alreadyOnline)
     }
+
+    @Test func aBroadcastSentWhileTheDatabaseIsDownReachesTheOtherNodeOnceItIsBack() async throws {
+        // A lease longer than the outage: the nodes keep their users meanwhile.
+        let cluster = try await TestCluster.start(nodes: 2, lease: 20)
+        defer { cluster.stop() }
+        let alice = try await cluster.loggedIn("alice", on: 0)
+        let bob = try await cluster.loggedIn("bob", on: 1)
+        let carol = try await cluster.loggedIn("carol", on: 0)
+        #expect(try await alice.whoelseBecomes(["bob", "carol"]))
+        try await cluster.postgres.stop(immediate: true)
+        #expect(try await alice.request(.broadcast(text: "while the database is down")).isOK)
+        #expect(await carol.nextBroadcast()?.text == "while the database is down", "the node's own users at once")
+        #expect(try await alice.request(.broadcast(text: "still down")).isOK)
+        try await cluster.postgres.start()
+        #expect(await bob.nextBroadcast(timeout: 15)?.text == "while the database is down", "held, then sent")
+        #expect(await bob.nextBroadcast()?.text == "still down", "in order")
+        #expect(try await alice.request(.broadcast(text: "after")).isOK)
+        #expect(await bob.nextBroadcast()?.text == "after")
+        #expect(await bob.nextBroadcast(timeout: 1) == nil, "each once")
+    }
 }

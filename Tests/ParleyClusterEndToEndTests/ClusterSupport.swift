@@ -11,16 +11,24 @@ final class TestCluster: @unchecked Sendable {
     // Used by one test at a time, sequentially.
     let postgres: PostgresProcess
     let url: String
+    /// One CA and server certificate for every node, as an operator would deploy them: a client
+    /// given several nodes (`--host a,b`) trusts them all with one `--ca`.
+    let certs: TestCertificates
     private(set) var nodes: [ServerProcess] = []
 
-    private init(postgres: PostgresProcess, url: String) {
+    let lease: Double
+
+    private init(postgres: PostgresProcess, url: String, lease: Double) throws {
         self.postgres = postgres
         self.url = url
+        self.lease = lease
+        self.certs = try TestCertificates.make()
     }
 
-    static func start(nodes count: Int, extra: [String] = []) async throws -> TestCluster {
+    /// `lease` in seconds (default `testLease`): longer where the database stays down a while.
+    static func start(nodes count: Int, lease: Double = testLease, extra: [String] = []) async throws -> TestCluster {
         let postgres = try await PostgresProcess.shared()
-        let cluster = TestCluster(postgres: postgres, url: postgres.url(database: try await postgres.createDatabase()))
+        let cluster = try TestCluster(postgres: postgres, url: postgres.url(database: try await postgres.createDatabase()), lease: lease)
         // The first node migrates the database; the others start together.
         cluster.nodes.append(try await cluster.startNode(index: 0, extra: extra))
         try await withThrowingTaskGroup(of: (Int, ServerProcess).self) { group in
@@ -36,8 +44,8 @@ final class TestCluster: @unchecked Sendable {
 
     func startNode(index: Int, extra: [String] = []) async throws -> ServerProcess {
         try await ServerProcess.start(
-            ["--node-name", "node\(index)", "--cluster-lease-ms", "\(Int(testLease * 1000))", "--threads", "1"] + extra,
-            database: url)
+            ["--node-name", "node\(index)", "--cluster-lease-ms", "\(Int(lease * 1000))", "--threads", "1"] + extra,
+            certs: certs, database: url, name: "node\(index)")
     }
 
     /// Replaces node `index` with a fresh process on the same database (a node that comes back).
@@ -50,6 +58,7 @@ final class TestCluster: @unchecked Sendable {
             for (i, node) in nodes.enumerated() { print("=== node\(i)\n\(node.log)") }
         }
         for node in nodes { node.stop() }
+        certs.remove()
     }
 
     /// A client logged in as `name` on node `index`.

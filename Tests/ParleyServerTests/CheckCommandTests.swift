@@ -1,4 +1,5 @@
 import Foundation
+import ParleyPostgres
 import ParleyStore
 import ParleyTestSupport
 import Testing
@@ -86,6 +87,46 @@ struct CheckCommandTests {
             ServerBinary.url, ["--port", "0", "--cert", certs.certificatePath, "--key", certs.keyPath, "--db", db], timeout: 60)
         #expect(run.status == 70)
         #expect(run.output.contains("failed its integrity check"), "\(run.output)")
+    }
+
+    @Test("on PostgreSQL check connects: an empty database, a migrated one, a lost table, an unreachable server")
+    func postgres() async throws {
+        let certs = try TestCertificates.make()
+        defer { certs.remove() }
+        let cluster = try await PostgresProcess.shared()
+        let name = try await cluster.createDatabase()
+        let url = cluster.url(database: name)
+
+        let empty = try await check(certs, database: url)
+        #expect(empty.status == 0, "\(empty.output)")
+        #expect(empty.output.contains("ok: database: PostgreSQL \(url)"), "\(empty.output)")
+        #expect(empty.output.contains("reachable (server 1"), "\(empty.output)")
+        #expect(empty.output.contains("database schema: empty"), "\(empty.output)")
+
+        let server = try await ServerProcess.start(certs: certs, database: url)
+        server.stop()
+        let migrated = try await check(certs, database: url)
+        #expect(migrated.status == 0, "\(migrated.output)")
+        #expect(migrated.output.contains("ok: database schema: version \(PostgresStore.schemaVersion), current"), "\(migrated.output)")
+
+        try await cluster.execute("DROP TABLE blocks", database: name)
+        let damaged = try await check(certs, database: url)
+        #expect(damaged.status == 1, "\(damaged.output)")
+        #expect(damaged.output.contains("problem: database schema: version \(PostgresStore.schemaVersion) recorded but tables missing: blocks"),
+                "\(damaged.output)")
+
+        let nobody = try freeLoopbackPort()
+        let unreachable = try await check(certs, database: "postgresql://postgres@127.0.0.1:\(nobody)/parley")
+        #expect(unreachable.status == 1, "\(unreachable.output)")
+        #expect(unreachable.output.contains("problem: database: store setup failed: cannot connect to postgresql://postgres@127.0.0.1:\(nobody)/parley"),
+                "\(unreachable.output)")
+
+        let looseFile = certs.directory.appendingPathComponent("db-password").path
+        try "secret".write(toFile: looseFile, atomically: true, encoding: .utf8)
+        chmod(looseFile, 0o644)
+        let loose = try await check(certs, database: url, extra: ["--db-password-file", looseFile])
+        #expect(loose.status != 0, "\(loose.output)")
+        #expect(!loose.output.contains("secret"), "the password is never echoed")
     }
 
     /// Overwrites the middle of the file's b-tree pages (not the header page) with garbage.

@@ -140,3 +140,80 @@ struct MetricsEndToEndTests {
         }
     }
 }
+
+@Suite("Prometheus metrics from the parley-server executable", .serialized)
+struct MetricsBinaryTests {
+    /// The metrics port the binary logged ("metrics listening address=127.0.0.1:PORT").
+    private func metricsPort(_ server: ServerProcess) async throws -> Int {
+        #expect(await server.waitForLog("metrics listening"))
+        let line = try #require(server.log.split(separator: "\n").first { $0.contains("metrics listening") })
+        let range = try #require(line.range(of: #"127\.0\.0\.1:\d+"#, options: .regularExpression))
+        return try #require(Int(line[range].split(separator: ":")[1]))
+    }
+
+    private func loggedIn(_ server: ServerProcess, _ name: String) async throws -> TestChatClient {
+        let client = try await server.client()
+        #expect(try await client.login(name, "password-\(name)").isOK)
+        return client
+    }
+
+    @Test("--metrics-listen serves /metrics; scraped during traffic, the figures match what the clients did")
+    func scrapeDuringTraffic() async throws {
+        let server = try await ServerProcess.start(["--metrics-listen", "127.0.0.1:0"])
+        defer { server.stop() }
+        let port = try await metricsPort(server)
+        let first = try await scrape(port)
+        #expect(first.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(sample(first, "parley_users_logged_in") == 0)
+
+        let alice = try await loggedIn(server, "alice")
+        let bob = try await loggedIn(server, "bob")
+        let carol = try await loggedIn(server, "carol")
+        let wrong = try await server.client()
+        #expect(try await wrong.login("alice", "not-the-password").code == .wrongPassword)
+        // Traffic goes on while the test scrapes: every scrape must parse and no counter may fall.
+        var lastMessages = 0.0
+        for n in 1...20 {
+            #expect(try await alice.request(.message(to: "bob", text: "m\(n)")).isOK)
+            if n.isMultiple(of: 5) {
+                #expect(try await carol.request(.broadcast(text: "b\(n)")).isOK)
+                let text = try await scrape(port)
+                #expect(text.hasPrefix("HTTP/1.1 200 OK"))
+                let messages = try #require(sample(text, "parley_messages_total"))
+                #expect(messages >= lastMessages)
+                lastMessages = messages
+            }
+        }
+        for n in 1...20 { #expect(await bob.nextMessage()?.text == "m\(n)") }
+        for n in stride(from: 5, through: 20, by: 5) {
+            #expect(await alice.nextBroadcast()?.text == "b\(n)")
+            #expect(await bob.nextBroadcast()?.text == "b\(n)")
+        }
+        // 20 messages + 4 broadcasts to 2 others; deliveries are added once per flush pass.
+        var text = ""
+        #expect(await eventuallyAsync { text = (try? await scrape(port)) ?? ""; return sample(text, "parley_deliveries_total") == 28 })
+        #expect(sample(text, "parley_users_logged_in") == 3)
+        #expect(sample(text, "parley_connections_open") == 4, "three users and the failed login's connection")
+        #expect(sample(text, "parley_messages_total") == 20)
+        #expect(sample(text, "parley_broadcasts_total") == 4)
+        #expect(sample(text, #"parley_logins_total{result="ok"}"#) == 3)
+        #expect(sample(text, #"parley_logins_total{result="failed"}"#) == 1)
+
+        await carol.close()
+        await wrong.close()
+        #expect(await eventuallyAsync {
+            let t = (try? await scrape(port)) ?? ""
+            return sample(t, "parley_users_logged_in") == 2 && sample(t, "parley_connections_open") == 2
+        })
+    }
+}
+
+/// Retries the async `condition` every 20 ms for up to `seconds`.
+private func eventuallyAsync(_ seconds: Double = 10, _ condition: () async -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return await condition()
+}
