@@ -112,6 +112,7 @@ let package = Package(
         .target(name: "FuzzDriver", path: "Fuzz/Driver"),
         .executableTarget(name: "fuzz-protocol", dependencies: ["FuzzDriver", "ParleyProtocol"], path: "Fuzz/ParleyProtocol"),
         .executableTarget(name: "fuzz-commands", dependencies: ["FuzzDriver", "ParleyCommands", "ParleyProtocol"], path: "Fuzz/ParleyCommands"),
+        .executableTarget(name: "fuzz-cluster", dependencies: ["FuzzDriver", "ParleyCluster"], path: "Fuzz/ParleyCluster"),
         .testTarget(name: "ParleyCryptoTests", dependencies: ["ParleyCrypto"]),
         .testTarget(name: "ParleyTLSTests", dependencies: [
             "ParleyTLS", "ParleyTestSupport", .product(name: "NIOEmbedded", package: "swift-nio"),

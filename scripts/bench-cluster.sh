@@ -11,6 +11,7 @@
 #
 #   scripts/bench-cluster.sh                          # results in $OUT/cluster-summary.md
 #   CL_N=400 CL_S=8 CL_R=100 CL_D=10 CL_DIRECT_N=200 CL_DIRECT_R=100 scripts/bench-cluster.sh
+#   CL_PG_OPTS="-c fsync=off" scripts/bench-cluster.sh   # PostgreSQL settings (default: Debian's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/parley-bench-cluster-$(date +%Y%m%d-%H%M%S)}
@@ -50,12 +51,12 @@ cleanup() {
 trap cleanup EXIT
 as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres -E UTF8 >/dev/null
 as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -w -l "$PG_DIR/pg.log" \
-  -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1" start >/dev/null
+  -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 ${CL_PG_OPTS:-}" start >/dev/null
 URL="postgresql://postgres@127.0.0.1:$PG_PORT/parley"
 echo "   PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
 
 fresh_db() { # every case starts from an empty database, as the SQLite cases start from a new file
-  as_pg "$PG_BIN/dropdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres --if-exists parley
+  as_pg "$PG_BIN/dropdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres --if-exists parley 2>/dev/null
   as_pg "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres parley
 }
 wait_port() { # until the node accepts (bounded: 30 s)

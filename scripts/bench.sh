@@ -11,7 +11,11 @@
 #
 # Also in the same run: Parley's fan-out with --metrics-listen on (scraped every second, as
 # Prometheus would) against the same fan-out with metrics off, reported as a ratio.
-# METRICS_ONLY=1 runs just those two (a quick check: METRICS_ONLY=1 N=50 D=3 scripts/bench.sh).
+# METRICS_ONLY=1 runs just those two (a quick check: METRICS_ONLY=1 N=50 D=3 scripts/bench.sh),
+# METRICS_ROUNDS times (default 2), reporting each round's ratio and the median.
+#
+# And at the end (CLUSTER=0 skips it), scripts/bench-cluster.sh: fan-out on PostgreSQL vs SQLite,
+# fan-out over two nodes vs one, cross-node message latency (CLUSTER_ONLY=1 runs only those).
 #
 # THREADS is Parley's event-loop count: on a 2-core machine shared with the generator, 1 loop is
 # the like-for-like comparison with the single-threaded refsrv and ngircd; THREADS=2 is also run
@@ -98,19 +102,24 @@ FAN=(-n "$N" -s "$S" -r "$R" -d "$D" --warmup "$WARM")
 OPEN=(-n "$N" -s "$S" -r 0 --max-inflight 10 -d "$D" --warmup "$WARM")
 IDLE=(-n "$IDLE_N" -s 1 -r 1 -d 3 --warmup 0 --settle "${IDLE_SETTLE:-30}" --login-timeout 180)
 
-metrics_pair() { # fan-out with metrics off, then on (scraped), back to back
-  start_parley "$THREADS" 0
-  run "parley-t$THREADS-metrics-off" "$PARLEY_PID" "fanout-metrics-off" "${PARLEY_ARGS[@]}" "${FAN[@]}"
-  stop_parley
-  start_parley "$THREADS" 0 --metrics-listen "127.0.0.1:$METRICS_PORT"
-  scrape_metrics & SCRAPER=$!; pids+=("$SCRAPER")
-  run "parley-t$THREADS-metrics-on" "$PARLEY_PID" "fanout-metrics-on" "${PARLEY_ARGS[@]}" "${FAN[@]}"
-  kill "$SCRAPER" 2>/dev/null || true
-  stop_parley
-  grep -E '^parley_(deliveries_total|broadcasts_total|users_logged_in) ' "$OUT/metrics-last.txt" 2>/dev/null | sed 's/^/   last scrape: /' || true
+metrics_pair() { # fan-out with metrics off, then on (scraped), back to back, METRICS_ROUNDS times
+  for round in $(seq 1 "${METRICS_ROUNDS:-2}"); do
+    start_parley "$THREADS" 0
+    run "parley-t$THREADS-metrics-off" "$PARLEY_PID" "fanout-metrics-off-$round" "${PARLEY_ARGS[@]}" "${FAN[@]}"
+    stop_parley
+    start_parley "$THREADS" 0 --metrics-listen "127.0.0.1:$METRICS_PORT"
+    scrape_metrics & SCRAPER=$!; pids+=("$SCRAPER")
+    run "parley-t$THREADS-metrics-on" "$PARLEY_PID" "fanout-metrics-on-$round" "${PARLEY_ARGS[@]}" "${FAN[@]}"
+    kill "$SCRAPER" 2>/dev/null || true
+    stop_parley
+    grep -E '^parley_(deliveries_total|broadcasts_total|users_logged_in) ' "$OUT/metrics-last.txt" 2>/dev/null | sed 's/^/   last scrape: /' || true
+  done
 }
 
-if [ -n "$METRICS_ONLY" ]; then
+if [ -n "${CLUSTER_ONLY:-}" ]; then
+  OUT="$OUT" scripts/bench-cluster.sh
+  exit
+elif [ -n "$METRICS_ONLY" ]; then
   metrics_pair
 else
 "$OUT/bin/refsrv" --port $REF_PORT --cert "$OUT/certs/server.pem" --key "$OUT/certs/server.key" --coalesce \
@@ -194,19 +203,24 @@ for t in sorted({r["tag"] for r in rows if r["tag"].startswith("parley") and r["
     if hs:
         print(f"- handshake CPU-us: median {hs[len(hs) // 2]:.2f}x refsrv over {len(hs)} back-to-back rounds "
               f"({', '.join('%.2f' % x for x in hs)}) (target <= 1.2)")
-print(f"- idle KiB per connection: parley {g('idle-parley','kib_per_conn')} vs ngircd {g('idle-ngircd','kib_per_conn')} "
-      f"= {ratio(g('idle-parley','kib_per_conn'), g('idle-ngircd','kib_per_conn'))}x (target <= 1.0)")
+if "idle-parley" in by:
+    print(f"- idle KiB per connection: parley {g('idle-parley','kib_per_conn')} vs ngircd {g('idle-ngircd','kib_per_conn')} "
+          f"= {ratio(g('idle-parley','kib_per_conn'), g('idle-ngircd','kib_per_conn'))}x (target <= 1.0)")
 floor = g('openssl-floor', 'kib_per_conn')
 if floor:
     print(f"- idle KiB per logged-in client against OpenSSL's own floor (openssl-floor: heap per idle TLS 1.3 "
           f"server connection, {floor} KiB): parley {g('idle-parley','kib_per_conn')} = "
           f"{ratio(g('idle-parley','kib_per_conn'), floor)}x the floor (target <= 1.3), "
           f"{g('idle-parley','logged_in')} of {g('idle-parley','conns')} clients held")
-off, on = by.get("fanout-metrics-off"), by.get("fanout-metrics-on")
-if off and on:
-    print(f"- metrics on (--metrics-listen, scraped every second) vs off, fan-out back to back: CPU-us per delivery "
-          f"{ratio(on['server_cpu_us_per_delivery'], off['server_cpu_us_per_delivery'])}x, p99 "
-          f"{ratio(on['p99_us'], off['p99_us'])}x, deliveries/s {ratio(on['deliveries_per_s'], off['deliveries_per_s'])}x "
+pairs = [(by[f"fanout-metrics-off-{i}"], by[f"fanout-metrics-on-{i}"]) for i in range(1, 100)
+         if f"fanout-metrics-off-{i}" in by and f"fanout-metrics-on-{i}" in by]
+if pairs:
+    def rounds(key):
+        xs = sorted(on[key] / off[key] for off, on in pairs if off.get(key) and on.get(key))
+        return ("%.2f" % xs[len(xs) // 2]) if xs else "n/a", ", ".join("%.2f" % x for x in xs)
+    (cm, cr), (pm, pr), (dm, dr) = rounds("server_cpu_us_per_delivery"), rounds("p99_us"), rounds("deliveries_per_s")
+    print(f"- metrics on (--metrics-listen, scraped every second) vs off, fan-out back to back, {len(pairs)} rounds: "
+          f"CPU-us per delivery median {cm}x ({cr}), p99 median {pm}x ({pr}), deliveries/s median {dm}x ({dr}) "
           f"(target: CPU <= 1.05x)")
 sweep = [r for r in rows if "-f" in r["tag"] and r["case"].startswith("fanout") and "metrics" not in r["tag"]]
 if sweep:
@@ -223,4 +237,9 @@ if sweep:
         print(f"| {ms} | {r['server_cpu_us_per_delivery']:.2f} | {c:.2f}x | {r['p99_us']/1e3:.1f} | {p:.2f}x | "
               f"{'yes' if c <= 0.5 and p <= 1.2 else 'no'} |")
 PY
+if [ -z "$METRICS_ONLY" ] && [ "${CLUSTER:-1}" != 0 ]; then
+  echo "== the cluster's figures (scripts/bench-cluster.sh)"
+  cleanup
+  OUT="$OUT" scripts/bench-cluster.sh
+fi
 echo "raw outputs: $OUT"

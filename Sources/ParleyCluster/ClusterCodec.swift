@@ -59,6 +59,13 @@ public enum ClusterCodec {
     private static func names(_ list: [String]) -> JSONValue { .array(list.map(JSONValue.string)) }
 
     /// Reads a payload; throws for anything this node did not write or would not write.
+    /// Whether `payload` names `node` as its origin, without parsing it: a node hears its own
+    /// cluster-channel notifications back and drops them, so this spares the full parse. The
+    /// quoted key can only be the envelope's own `o`: quotes inside strings are escaped.
+    public static func isOwn(_ payload: String, node: NodeID) -> Bool {
+        payload.utf8.firstRange(of: Array("\"o\":\"\(node.hex)\"".utf8)) != nil
+    }
+
     public static func decode(_ payload: String) throws(ClusterCodecError) -> ClusterEnvelope {
         let bytes = Array(payload.utf8)
         guard bytes.count <= maxPayloadBytes else { throw ClusterCodecError("payload of \(bytes.count) bytes") }

@@ -196,6 +196,7 @@ extension PostgresClusterBus {
     }
 
     private func handle(_ payload: String) async {
+        guard !ClusterCodec.isOwn(payload, node: node) else { return }
         do {
             var envelope = try ClusterCodec.decode(payload)
             guard envelope.origin != node else { return }

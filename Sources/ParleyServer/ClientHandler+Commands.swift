@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import ParleyCluster
 import ParleyProtocol
 import ParleyProtocolNIO
 import ParleyStore
@@ -19,9 +20,13 @@ extension ClientHandler {
             let skip = service.hub.blockers(of: onlineUser.name)
             let frame = ServerMessage.broadcast(from: onlineUser.displayName, text: text).frame(allocator: context.channel.allocator)
             service.hub.fanOut(frame, except: onlineUser.name, skipping: skip, chat: true)
-            // One notification for the whole cluster; each node fans out to its own users.
-            service.cluster.publish(.broadcast(from: onlineUser.name, displayName: onlineUser.displayName, text: text,
-                                               skipping: skip.sorted()))
+            // At most one notification; each node fans out to its own users.
+            let route = service.hub.broadcastRoute()
+            if route != .nowhere {
+                let message = ClusterMessage.broadcast(from: onlineUser.name, displayName: onlineUser.displayName, text: text,
+                                                       skipping: skip.sorted())
+                if case .node(let node) = route { service.cluster.send(message, to: node) } else { service.cluster.publish(message) }
+            }
             let unreachable = !skip.isEmpty && service.hub.isAnyOnline(skip)
             send(.reply(.ok(id: id, .broadcast(unreachable: unreachable))))
         case .whoelse:

@@ -1,6 +1,42 @@
 import NIOCore
 import ParleyCluster
 
+/// Users online on other nodes, with how many each node has: a broadcast asks where to go under
+/// the hub's lock, so the answer must not cost a scan of the directory.
+struct RemoteDirectory {
+    private(set) var users: [String: RemoteUser]
+    private(set) var perNode: [NodeID: Int] = [:]
+
+    init(_ users: [String: RemoteUser] = [:]) {
+        self.users = users
+        for user in users.values { perNode[user.node, default: 0] += 1 }
+    }
+
+    subscript(name: String) -> RemoteUser? {
+        get { users[name] }
+        set {
+            if let old = users[name] {
+                perNode[old.node, default: 1] -= 1
+                if perNode[old.node] == 0 { perNode[old.node] = nil }
+            }
+            users[name] = newValue
+            if let new = newValue { perNode[new.node, default: 0] += 1 }
+        }
+    }
+
+    var values: Dictionary<String, RemoteUser>.Values { users.values }
+}
+
+/// Where a broadcast has to go besides this node's own users.
+enum BroadcastRoute: Equatable {
+    /// Nobody is online elsewhere: no notification at all.
+    case nowhere
+    /// Everyone online elsewhere is on this one node: its own channel (this node does not hear it back).
+    case node(NodeID)
+    /// Users on several nodes: the cluster channel, one notification for all.
+    case everyone
+}
+
 /// The hub's view of users online on other nodes (the remote directory), under the same lock as
 /// the local entries so that "who is online" is one consistent answer. A remote user has no
 /// `Entry`: their blocks and private links are kept by their own node.
@@ -10,6 +46,18 @@ extension Hub {
         case local(OnlineUser)
         case remote(NodeID)
         case offline
+    }
+
+    /// Where a broadcast goes: to whoever is online as this node sees it, the view `whoelse` answers
+    /// from (a login elsewhere that this node has not heard of yet is not reached).
+    func broadcastRoute() -> BroadcastRoute {
+        state.withLockedValue { s in
+            switch s.remote.perNode.count {
+            case 0: .nowhere
+            case 1: .node(s.remote.perNode.keys.first!)
+            default: .everyone
+            }
+        }
     }
 
     func location(of name: String) -> Location {
@@ -66,7 +114,7 @@ extension Hub {
             for user in snapshot where user.node != myself && s.online[user.name] == nil { fresh[user.name] = user }
             let added = fresh.values.filter { s.remote[$0.name] == nil }
             let removed = s.remote.values.filter { fresh[$0.name] == nil }
-            s.remote = fresh
+            s.remote = RemoteDirectory(fresh)
             return (added, removed, Self.orphanLinks(&s, of: Set(removed.map(\.name))))
         }
     }

@@ -25,7 +25,7 @@ final class Hub: Sendable {
     struct State {
         var online: [String: Entry] = [:]
         /// Users online on other nodes (empty on a single node); see `Hub+Cluster.swift`.
-        var remote: [String: RemoteUser] = [:]
+        var remote = RemoteDirectory()
         var nextPrivateToken: UInt64 = 1
     }
 
@@ -85,7 +85,7 @@ final class Hub: Sendable {
             for (name, entry) in s.online where name != viewer && !hidden.contains(name) {
                 names.append(entry.displayName)
             }
-            for (name, user) in s.remote where name != viewer && !hidden.contains(name) {
+            for (name, user) in s.remote.users where name != viewer && !hidden.contains(name) {
                 names.append(user.displayName)
             }
             return names

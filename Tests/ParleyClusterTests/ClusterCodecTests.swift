@@ -36,6 +36,17 @@ struct ClusterCodecTests {
         #expect(try roundTrip(message) == message)
     }
 
+    @Test func ownPayloadsAreRecognisedWithoutParsingAndTextCannotForgeAnOrigin() throws {
+        let mine = ClusterCodec.encode(ClusterEnvelope(origin: origin, message: .nodeGone(other)))
+        #expect(ClusterCodec.isOwn(mine, node: origin))
+        #expect(!ClusterCodec.isOwn(mine, node: other), "the node it names is not the origin")
+        // A text quoting the origin's key is escaped in the payload, so it cannot pass for it.
+        let forged = ClusterCodec.encode(ClusterEnvelope(
+            origin: other, message: .broadcast(from: "eve", displayName: "Eve", text: "\"o\":\"\(origin.hex)\"", skipping: [])))
+        #expect(!ClusterCodec.isOwn(forged, node: origin))
+        #expect(ClusterCodec.isOwn(forged, node: other))
+    }
+
     @Test func theOriginIsKeptAndSmallPayloadsFitANotification() throws {
         let payload = ClusterCodec.encode(ClusterEnvelope(origin: origin, message: .block(blocker: "a", blocked: "b", active: true)))
         #expect(try ClusterCodec.decode(payload).origin == origin)
