@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/parley-bench-cluster-$(date +%Y%m%d-%H%M%S)}
 CL_N=${CL_N:-400} CL_S=${CL_S:-8} CL_R=${CL_R:-100} CL_D=${CL_D:-10} CL_WARM=${CL_WARM:-2}
-CL_DIRECT_N=${CL_DIRECT_N:-200} CL_DIRECT_R=${CL_DIRECT_R:-100} CL_ROUNDS=${CL_ROUNDS:-2}
+CL_DIRECT_N=${CL_DIRECT_N:-200} CL_DIRECT_R=${CL_DIRECT_R:-100} CL_ROUNDS=${CL_ROUNDS:-3}
 THREADS=${THREADS:-1}
 PORT_A=7451 PORT_B=7452
 BENCH_LIMITS=(--max-connections-per-address 1000000 --max-new-connections-per-minute 100000000
@@ -115,31 +115,41 @@ PY
 
 FAN=(-n "$CL_N" -s "$CL_S" -r "$CL_R" -d "$CL_D" --warmup "$CL_WARM")
 DIRECT=(-n "$CL_DIRECT_N" -r "$CL_DIRECT_R" -d "$CL_D" --warmup "$CL_WARM")
-# Rounds, each one case after the other, so that drifts of this shared machine hit every case alike;
-# the summary gives each round's ratios and their median.
-for round in $(seq 1 "$CL_ROUNDS"); do
+sqlite_cases() { # round
   rm -f "$OUT"/cluster.sqlite*
   start_node $PORT_A "$OUT/cluster.sqlite" sqlite
-  bench "fanout-sqlite-$round" fanout --port $PORT_A --server-pid "${node_pids[0]}" "${FAN[@]}"
-  bench "direct-sqlite-$round" direct --port $PORT_A --server-pid "${node_pids[0]}" "${DIRECT[@]}"
+  bench "fanout-sqlite-$1" fanout --port $PORT_A --server-pid "${node_pids[0]}" "${FAN[@]}"
+  bench "direct-sqlite-$1" direct --port $PORT_A --server-pid "${node_pids[0]}" "${DIRECT[@]}"
   stop_nodes
-
+}
+one_node_cases() { # round
   fresh_db
   start_node $PORT_A "$URL" one
-  bench "fanout-pg1-$round" fanout --port $PORT_A --server-pid "${node_pids[0]}" --database-user postgres "${FAN[@]}"
-  bench "direct-pg1-$round" direct --port $PORT_A --server-pid "${node_pids[0]}" --database-user postgres "${DIRECT[@]}"
+  bench "fanout-pg1-$1" fanout --port $PORT_A --server-pid "${node_pids[0]}" --database-user postgres "${FAN[@]}"
+  bench "direct-pg1-$1" direct --port $PORT_A --server-pid "${node_pids[0]}" --database-user postgres "${DIRECT[@]}"
   stop_nodes
-
+}
+two_node_cases() { # round
   fresh_db
   start_node $PORT_A "$URL" a
   start_node $PORT_B "$URL" b
   # Client i goes to node (i mod 2): half the fan-out's receivers are on each node, and every
   # `direct` pair (2k, 2k+1) is split, so each message crosses nodes.
-  bench "fanout-pg2-$round" fanout --port $PORT_A --also-port $PORT_B --server-pid "${node_pids[0]}" \
+  bench "fanout-pg2-$1" fanout --port $PORT_A --also-port $PORT_B --server-pid "${node_pids[0]}" \
     --also-server-pid "${node_pids[1]}" --database-user postgres "${FAN[@]}"
-  bench "direct-pg2-$round" direct --port $PORT_A --also-port $PORT_B --server-pid "${node_pids[0]}" \
+  bench "direct-pg2-$1" direct --port $PORT_A --also-port $PORT_B --server-pid "${node_pids[0]}" \
     --also-server-pid "${node_pids[1]}" --database-user postgres "${DIRECT[@]}"
   stop_nodes
+}
+# Rounds, every case once per round; odd rounds run SQLite, one node, two nodes, even rounds the
+# reverse, so that a drift of this shared machine does not favour one side. The summary gives each
+# round's ratios and their median.
+for round in $(seq 1 "$CL_ROUNDS"); do
+  if [ $((round % 2)) = 1 ]; then
+    sqlite_cases "$round"; one_node_cases "$round"; two_node_cases "$round"
+  else
+    two_node_cases "$round"; one_node_cases "$round"; sqlite_cases "$round"
+  fi
 done
 
 python3 - "$OUT/cluster-results.jsonl" "$CL_ROUNDS" <<'PY' | tee "$OUT/cluster-summary.md"
@@ -155,7 +165,9 @@ def get(case, *keys):
     return v
 def med(xs):
     xs = sorted(x for x in xs if x is not None)
-    return xs[len(xs) // 2] if xs else None
+    if not xs: return None
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 def fmt(xs):
     return ", ".join("n/a" if x is None else "%.2f" % x for x in xs)
 def ratio(a, b):

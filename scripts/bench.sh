@@ -12,7 +12,7 @@
 # Also in the same run: Parley's fan-out with --metrics-listen on (scraped every second, as
 # Prometheus would) against the same fan-out with metrics off, reported as a ratio.
 # METRICS_ONLY=1 runs just those two (a quick check: METRICS_ONLY=1 N=50 D=3 scripts/bench.sh),
-# METRICS_ROUNDS times (default 2), reporting each round's ratio and the median.
+# METRICS_ROUNDS times (default 3), reporting each round's ratio and the median.
 #
 # And at the end (CLUSTER=0 skips it), scripts/bench-cluster.sh: fan-out on PostgreSQL vs SQLite,
 # fan-out over two nodes vs one, cross-node message latency (CLUSTER_ONLY=1 runs only those).
@@ -103,7 +103,7 @@ OPEN=(-n "$N" -s "$S" -r 0 --max-inflight 10 -d "$D" --warmup "$WARM")
 IDLE=(-n "$IDLE_N" -s 1 -r 1 -d 3 --warmup 0 --settle "${IDLE_SETTLE:-30}" --login-timeout 180)
 
 metrics_pair() { # fan-out with metrics off, then on (scraped), back to back, METRICS_ROUNDS times
-  for round in $(seq 1 "${METRICS_ROUNDS:-2}"); do
+  for round in $(seq 1 "${METRICS_ROUNDS:-3}"); do
     start_parley "$THREADS" 0
     run "parley-t$THREADS-metrics-off" "$PARLEY_PID" "fanout-metrics-off-$round" "${PARLEY_ARGS[@]}" "${FAN[@]}"
     stop_parley
@@ -216,8 +216,10 @@ pairs = [(by[f"fanout-metrics-off-{i}"], by[f"fanout-metrics-on-{i}"]) for i in 
          if f"fanout-metrics-off-{i}" in by and f"fanout-metrics-on-{i}" in by]
 if pairs:
     def rounds(key):
-        xs = sorted(on[key] / off[key] for off, on in pairs if off.get(key) and on.get(key))
-        return ("%.2f" % xs[len(xs) // 2]) if xs else "n/a", ", ".join("%.2f" % x for x in xs)
+        xs = [on[key] / off[key] for off, on in pairs if off.get(key) and on.get(key)]
+        s = sorted(xs); n = len(s)
+        m = None if not s else (s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2)
+        return ("n/a" if m is None else "%.2f" % m), ", ".join("%.2f" % x for x in xs)
     (cm, cr), (pm, pr), (dm, dr) = rounds("server_cpu_us_per_delivery"), rounds("p99_us"), rounds("deliveries_per_s")
     print(f"- metrics on (--metrics-listen, scraped every second) vs off, fan-out back to back, {len(pairs)} rounds: "
           f"CPU-us per delivery median {cm}x ({cr}), p99 median {pm}x ({pr}), deliveries/s median {dm}x ({dr}) "

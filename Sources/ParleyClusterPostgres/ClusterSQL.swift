@@ -15,7 +15,11 @@ enum ClusterSQL {
     /// Sends `envelope` on `channel` within the connection's current statement or transaction; by
     /// reference to a payload row when it is too large for a notification.
     static func notify(_ envelope: ClusterEnvelope, on channel: String, _ c: PostgresConnection, _ logger: Logger) async throws {
-        let payload = ClusterCodec.encode(envelope)
+        try await notify(payload: ClusterCodec.encode(envelope), origin: envelope.origin, on: channel, c, logger)
+    }
+
+    private static func notify(payload: String, origin: NodeID, on channel: String, _ c: PostgresConnection,
+                               _ logger: Logger) async throws {
         if payload.utf8.count <= ClusterCodec.maxNotificationBytes {
             try await c.query("SELECT pg_notify(\(channel), \(payload))", logger: logger)
             return
@@ -23,16 +27,19 @@ enum ClusterSQL {
         let rows = try await c.query("INSERT INTO cluster_payloads (body) VALUES (\(payload)) RETURNING id", logger: logger)
         var id: Int64 = 0
         for try await row in rows.decode(Int64.self) { id = row }
-        let reference = ClusterCodec.encode(ClusterEnvelope(origin: envelope.origin, message: .reference(id)))
+        let reference = ClusterCodec.encode(ClusterEnvelope(origin: origin, message: .reference(id)))
         try await c.query("SELECT pg_notify(\(channel), \(reference))", logger: logger)
     }
 
     /// `notify` in a transaction of its own when the payload needs a row.
     static func publish(_ envelope: ClusterEnvelope, on channel: String, _ c: PostgresConnection, _ logger: Logger) async throws {
-        if ClusterCodec.encode(envelope).utf8.count <= ClusterCodec.maxNotificationBytes {
-            try await notify(envelope, on: channel, c, logger)
+        let payload = ClusterCodec.encode(envelope)
+        if payload.utf8.count <= ClusterCodec.maxNotificationBytes {
+            try await c.query("SELECT pg_notify(\(channel), \(payload))", logger: logger)
         } else {
-            try await c.withTransaction(logger: logger) { try await notify(envelope, on: channel, $0, logger) }
+            try await c.withTransaction(logger: logger) {
+                try await notify(payload: payload, origin: envelope.origin, on: channel, $0, logger)
+            }
         }
     }
 
@@ -139,6 +146,24 @@ enum ClusterSQL {
     /// Stores a message in the offline queue and tells the recipient's node, in one transaction.
     static func storeDirect(to recipient: String, on target: NodeID, sender: String, text: String, sentAt: Int64,
                             node: NodeID, _ c: PostgresConnection, _ logger: Logger) async throws {
+        // One statement, so one round trip and one commit: the row and its notification, whose
+        // payload gets the row's id in place of the 0 it was encoded with. The marker is unique:
+        // keys are written sorted ("i" then "o"), and quotes inside texts are escaped.
+        let template = ClusterCodec.encode(ClusterEnvelope(
+            origin: node, message: .direct(delivery: 0, to: recipient, fromDisplayName: sender, text: text, sentAtMillis: sentAt)))
+        let marker = #""i":0,"o":"#
+        if template.utf8.count + 20 <= ClusterCodec.maxNotificationBytes,
+            template.utf8.firstRange(of: marker.utf8) != nil
+        {
+            try await c.query("""
+                WITH m AS (
+                    INSERT INTO offline_messages (recipient, sender, body, sent_at)
+                    VALUES (\(recipient), \(sender), \(text), \(sentAt)) RETURNING id
+                )
+                SELECT pg_notify(\(channel(of: target)), replace(\(template), \(marker), '"i":' || m.id || ',"o":')) FROM m
+                """, logger: logger)
+            return
+        }
         try await c.withTransaction(logger: logger) { c in
             let rows = try await c.query("""
                 INSERT INTO offline_messages (recipient, sender, body, sent_at)
