@@ -37,6 +37,7 @@ cseed bc '{"o":"'$node'","t":"bc","u":"alice","d":"Alice","x":"hi \u00e9","s":[]
 cseed dm '{"o":"'$node'","t":"dm","i":7,"u":"bob","d":"Alice","x":"yo","at":1700000000000}'
 cseed blk '{"o":"'$node'","t":"blk","u":"alice","v":"bob","a":true}'
 cseed pacc '{"o":"'$node'","t":"pacc","u":"alice","f":"bob","d":"Bob","h":"127.0.0.2","p":4242,"fp":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","l":"0123456789abcdef0123456789abcdef"}'
+cseed pref '{"o":"'$node'","t":"pref","u":"alice","f":"bob","d":"Bob","k":3,"c":"too_many_requests","r":"Error. Bob has too many"}'
 cseed gone '{"o":"'$node'","t":"gone","n":"fedcba9876543210fedcba9876543210"}'
 cseed ref '{"o":"'$node'","t":"ref","i":12}'
 printf '%s' 'message bob hello   there' > "$out/commands/message"

@@ -45,6 +45,11 @@ public enum ClusterCodec {
                 put("pdec", ["f": .string(by), "d": .string(display)])
             case .stopped(let by, let display, let reason):
                 put("pstop", ["f": .string(by), "d": .string(display), "r": .string(reason)])
+            case .filed(let by, let display, let token):
+                put("pfil", ["f": .string(by), "d": .string(display), "k": .integer(token)])
+            case .refused(let by, let display, let token, let code, let message):
+                put("pref", ["f": .string(by), "d": .string(display), "k": .integer(token), "c": .string(code.rawValue),
+                             "r": .string(message)])
             }
         case .nodeGone(let node):
             put("gone", ["n": .string(node.hex)])
@@ -91,7 +96,7 @@ public enum ClusterCodec {
                               sentAtMillis: try fields.integer("at", in: 0...Int64.max))
         case "blk":
             message = .block(blocker: try fields.name("u"), blocked: try fields.name("v"), active: try fields.bool("a"))
-        case "preq", "pacc", "pdec", "pstop":
+        case "preq", "pacc", "pdec", "pstop", "pfil", "pref":
             message = .privateLink(to: try fields.name("u"), try privateRelay(type, &fields))
         case "gone":
             guard let node = NodeID(try fields.string("n")) else { throw ClusterCodecError("bad node id") }
@@ -123,6 +128,14 @@ public enum ClusterCodec {
             return .accepted(by: by, displayName: display, host: host, port: port, fingerprint: fingerprint, linkID: linkID)
         case "pdec":
             return .declined(by: by, displayName: display)
+        case "pfil":
+            return .filed(by: by, displayName: display, token: try fields.integer("k", in: 0...Int64.max))
+        case "pref":
+            let token = try fields.integer("k", in: 0...Int64.max)
+            guard let code = ErrorCode(rawValue: try fields.string("c")) else { throw ClusterCodecError("unknown error code") }
+            let message = try fields.string("r")
+            guard message.utf8.count <= maxReasonBytes else { throw ClusterCodecError("message too long") }
+            return .refused(by: by, displayName: display, token: token, code: code, message: message)
         default:
             let reason = try fields.string("r")
             guard reason.utf8.count <= maxReasonBytes else { throw ClusterCodecError("reason too long") }

@@ -25,6 +25,10 @@ public enum PrivateRelay: Equatable, Sendable {
     case declined(by: String, displayName: String)
     /// `by` ended the request or link (stopprivate, block, logout, timeout); `reason` is shown.
     case stopped(by: String, displayName: String, reason: String)
+    /// `by`'s node filed request `token` and asked its user (the requester now hears ok).
+    case filed(by: String, displayName: String, token: Int64)
+    /// `by`'s node refused request `token`: the requester's reply is this error, as on one node.
+    case refused(by: String, displayName: String, token: Int64, code: ErrorCode, message: String)
 }
 
 /// What one node tells the others (the payload of one NOTIFY). Names are canonical; display names

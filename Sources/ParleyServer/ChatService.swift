@@ -32,6 +32,8 @@ final class ChatService: Sendable {
     let metrics: ServerMetrics
     /// Connections per source address, decided at accept (see `ConnectionLimiter`).
     let connections: ConnectionLimiter
+    /// `startprivate` requests relayed to another node, waiting for it to file them.
+    let filings = PendingFilings()
 
     /// A connection handler was created.
     func connectionOpened() {

@@ -30,36 +30,38 @@ extension ClientHandler {
             return reply(id, .cannotMessageSelf, "Error. Cannot start private messaging with yourself")
         }
         let limit = configuration.maxPendingPrivateRequests
-        let pending: PrivatePair.Request
-        switch service.hub.requestPrivate(from: onlineUser.name, to: target, fingerprint: fingerprint, limit: limit) {
+        let filing = service.hub.requestPrivate(from: onlineUser.name, to: target, fingerprint: fingerprint, limit: limit)
+        switch filing {
         case .filed(let request):
-            pending = request
             deliverPrivate(.privateRequest(from: onlineUser.displayName), to: target)
+            requestFiled(request, id: id, target: target)
         case .filedRemote(let request, let node):
-            // The target's node files its side and tells its user; a refusal there comes back as a stop.
-            pending = request
             let relay = PrivateRelay.request(from: onlineUser.name, displayName: onlineUser.displayName,
                                              fingerprint: fingerprint, token: Int64(clamping: request.token))
             service.cluster.send(.privateLink(to: target, relay), to: node)
+            // The reply waits for the target's node, so that a refusal there (the target's request
+            // limit, a race with a block) is this reply's error, as on one node.
+            let loop = context.eventLoop
+            let timeout = configuration.remoteFilingTimeout
+            runTask({ await $0.filings.wait(token: request.token, timeout: timeout, on: loop) }) { answer in
+                if case .refused(let code, let message) = answer {
+                    _ = self.service.hub.remoteDeclined(requester: onlineUser.name, by: target)
+                    return self.reply(id, code, message)
+                }
+                self.requestFiled(request, id: id, target: target)
+            }
         case .targetOffline:
             // Unknown and offline get different answers, as for messages; neither reveals an address.
             runTask({ await $0.accountExists(target) }) { exists in
                 self.reply(id, exists ? .userOffline : .unknownUser)
             }
-            return
-        case .blockedByTarget(let peer):
-            return reply(id, .privateNotEnabled, "Error. Private messaging with \(peer.displayName) is not possible: \(peer.displayName) has blocked you")
-        case .blockingTarget(let peer):
-            return reply(id, .privateNotEnabled, "Error. You have blocked \(peer.displayName); unblock them first")
-        case .duplicate(let peer):
-            return reply(id, .privateAlreadyActive, "Error. A private session or request with \(peer.displayName) already exists")
-        case .tooMany(let peer, let requesterFull):
-            let text =
-                requesterFull
-                ? "Error. You have \(limit) private requests waiting for an answer; wait for one to end"
-                : "Error. \(peer.displayName) has too many private requests waiting; try again later"
-            return reply(id, .tooManyRequests, text)
+        default:
+            if let (code, message) = filing.refusal(limit: limit) { reply(id, code, message) }
         }
+    }
+
+    /// The request is filed on both sides: ok, and the answer timer.
+    private func requestFiled(_ pending: PrivatePair.Request, id: Int64?, target: String) {
         send(.reply(.ok(id: id)))
         // No answer in time counts as a decline; the token makes a stale timer harmless.
         context.eventLoop.assumeIsolated().scheduleTask(in: configuration.privateAnswerTimeout) { [self] in

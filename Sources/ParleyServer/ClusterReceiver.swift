@@ -98,14 +98,22 @@ final class ClusterReceiver: Sendable {
         switch relay {
         case .request(let from, let display, let fingerprint, let token):
             let requester = PrivatePair.Party(name: from, displayName: display)
-            switch hub.fileRemoteRequest(from: requester, to: target, fingerprint: fingerprint, token: token,
-                                         limit: service.configuration.maxPendingPrivateRequests) {
-            case .filed:
+            let limit = service.configuration.maxPendingPrivateRequests
+            let filing = hub.fileRemoteRequest(from: requester, to: target, fingerprint: fingerprint, token: token, limit: limit)
+            // The requester's node holds its user's reply until it hears which.
+            let answer: PrivateRelay
+            if case .filed(let request) = filing {
                 deliver(.privateRequest(from: display))
-            case .refused(let reason):
-                // The requester's node heard ok from its own checks; it hears the refusal as a stop.
-                service.cluster.send(.privateLink(to: from, .stopped(by: target, displayName: target, reason: reason)), to: origin)
+                answer = .filed(by: target, displayName: request.target.displayName, token: token)
+            } else {
+                let (code, message) = filing.refusal(limit: limit) ?? (.internal, ErrorCode.internal.defaultMessage)
+                answer = .refused(by: target, displayName: target, token: token, code: code, message: message)
             }
+            service.cluster.send(.privateLink(to: from, answer), to: origin)
+        case .filed(_, _, let token):
+            service.filings.answer(UInt64(clamping: token), .filed)
+        case .refused(_, _, let token, let code, let message):
+            service.filings.answer(UInt64(clamping: token), .refused(code, message))
         case .accepted(let by, let display, let host, let port, let fingerprint, let linkID):
             guard hub.remoteAccepted(requester: target, by: PrivatePair.Party(name: by, displayName: display)) else { return }
             deliver(.privateAccepted(user: display, host: host, port: UInt16(port), fingerprint: fingerprint, linkID: linkID))

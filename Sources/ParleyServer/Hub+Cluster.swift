@@ -148,28 +148,19 @@ extension Hub {
 
     // MARK: private links with a remote side
 
-    /// What `fileRemoteRequest` did.
-    enum RemoteFiling {
-        case filed(PrivatePair.Request)
-        /// The target left, blocks or is blocked, already has a link with the requester, or is full:
-        /// the requester's node is told it stopped, with this text.
-        case refused(String)
-    }
-
-    /// Files, on the target's side, a request made on the requester's node (which checked its side).
+    /// Files, on the target's side, a request made on the requester's node (which checked its
+    /// side): `.filed`, or the refusal the requester's reply carries.
     func fileRemoteRequest(from requester: PrivatePair.Party, to target: String, fingerprint: String, token: Int64,
-                           limit: Int) -> RemoteFiling {
+                           limit: Int) -> PrivatePair.Filing {
         state.withLockedValue { s in
-            guard let them = s.online[target] else { return .refused("\(target) is not online") }
-            let display = them.displayName
-            if them.blocks.contains(requester.name) || them.blockedBy.contains(requester.name) {
-                return .refused("private messaging with \(display) is not possible")
-            }
-            if them.privateLinks[requester.name] != nil { return .refused("a private session or request already exists") }
-            if them.pendingPrivateRequests >= limit { return .refused("\(display) has too many private requests waiting") }
+            guard let them = s.online[target] else { return .targetOffline }
+            let peer = PrivatePair.Party(name: target, displayName: them.displayName)
+            if them.blocks.contains(requester.name) { return .blockedByTarget(peer) }
+            if them.blockedBy.contains(requester.name) { return .blockingTarget(peer) }
+            if them.privateLinks[requester.name] != nil { return .duplicate(peer) }
+            if them.pendingPrivateRequests >= limit { return .tooMany(peer, requesterFull: false) }
             let request = PrivatePair.Request(
-                requester: requester, target: PrivatePair.Party(name: target, displayName: display),
-                fingerprint: fingerprint, token: UInt64(clamping: token))
+                requester: requester, target: peer, fingerprint: fingerprint, token: UInt64(clamping: token))
             s.online[target]?.privateLinks[requester.name] = .pending(request)
             return .filed(request)
         }

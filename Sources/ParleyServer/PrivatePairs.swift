@@ -1,3 +1,4 @@
+import ParleyProtocol
 import ParleyCluster
 
 /// The server's view of private sessions, kept in each online user's `Hub.Entry`: requests
@@ -57,5 +58,28 @@ enum PrivatePair {
         case duplicate(Party)
         /// The requester (`requesterFull`) or the target already has `limit` requests waiting.
         case tooMany(Party, requesterFull: Bool)
+    }
+}
+
+extension PrivatePair.Filing {
+    /// The reply's error for a refusal, the same on the requester's node and the target's; nil
+    /// when filed. `targetOffline` is "offline" here: only the requester's node tells unknown users.
+    func refusal(limit: Int) -> (code: ErrorCode, message: String)? {
+        switch self {
+        case .filed, .filedRemote:
+            nil
+        case .targetOffline:
+            (.userOffline, ErrorCode.userOffline.defaultMessage)
+        case .blockedByTarget(let peer):
+            (.privateNotEnabled, "Error. Private messaging with \(peer.displayName) is not possible: \(peer.displayName) has blocked you")
+        case .blockingTarget(let peer):
+            (.privateNotEnabled, "Error. You have blocked \(peer.displayName); unblock them first")
+        case .duplicate(let peer):
+            (.privateAlreadyActive, "Error. A private session or request with \(peer.displayName) already exists")
+        case .tooMany(let peer, let requesterFull):
+            (.tooManyRequests, requesterFull
+                ? "Error. You have \(limit) private requests waiting for an answer; wait for one to end"
+                : "Error. \(peer.displayName) has too many private requests waiting; try again later")
+        }
     }
 }

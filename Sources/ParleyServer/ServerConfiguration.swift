@@ -55,6 +55,9 @@ public struct ServerConfiguration: Sendable {
     public var offlineBatchSize: Int = 256
     /// How long a private-session request waits for the other user's answer; then it counts as declined.
     public var privateAnswerTimeout: TimeAmount = .seconds(30)
+    /// How long a `startprivate` relayed to another node waits for that node to file it before
+    /// the requester hears ok anyway (a node that died, or one too old to answer).
+    public var remoteFilingTimeout: TimeAmount = .seconds(3)
     /// Per-source-address back-off for failed password checks (refused with `rate_limited`, no
     /// hashing); loopback is not exempt. The name lock (`lockoutThreshold`) is separate.
     public var addressBackoff = AddressBackoffPolicy()

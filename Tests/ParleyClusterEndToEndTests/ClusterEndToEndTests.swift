@@ -113,6 +113,31 @@ struct ClusterEndToEndTests {
         #expect(await bob.next { if case .privateStopped(let user, _) = $0 { user == "alice" } else { false } } != nil)
     }
 
+    @Test func aStartPrivateRefusedOnTheTargetsNodeIsTheReplysErrorAsOnOneNode() async throws {
+        let cluster = try await TestCluster.start(nodes: 2)
+        defer { cluster.stop() }
+        let bob = try await cluster.loggedIn("bob", on: 1)
+        // Four requests wait for bob (the limit per user); his node alone knows how many.
+        for name in ["carol", "dave", "erin", "frank"] {
+            let requester = try await cluster.loggedIn(name, on: 0)
+            #expect(try await requester.whoelseBecomes(["bob"] + ["carol", "dave", "erin", "frank"].prefix { $0 != name }))
+            #expect(try await requester.request(.startPrivate(user: "bob", fingerprint: fingerprintA)).isOK, "\(name) is filed")
+            #expect(await bob.next { $0 == .privateRequest(from: name) } != nil)
+        }
+        let grace = try await cluster.loggedIn("grace", on: 0)
+        #expect(try await grace.whoelseBecomes(["bob", "carol", "dave", "erin", "frank"]))
+        let refused = try await grace.request(.startPrivate(user: "bob", fingerprint: fingerprintA))
+        #expect(refused.code == .tooManyRequests, "\(refused)")
+        if case .error(_, let message) = refused.outcome {
+            #expect(message == "Error. bob has too many private requests waiting; try again later")
+        }
+        #expect(await bob.next(timeout: 0.5) { $0 == .privateRequest(from: "grace") } == nil, "bob is not asked")
+        // grace's side of the request is gone too: once bob has room, she can ask again.
+        #expect(try await bob.request(.privateAnswer(user: "carol", accept: false, port: nil, fingerprint: nil)).isOK)
+        #expect(try await grace.request(.startPrivate(user: "bob", fingerprint: fingerprintA)).isOK)
+        #expect(await bob.next { $0 == .privateRequest(from: "grace") } != nil)
+    }
+
     @Test func aKilledNodesUsersGoOfflineAndCanLogInElsewhereWithNothingLost() async throws {
         let cluster = try await TestCluster.start(nodes: 3)
         defer { cluster.stop() }

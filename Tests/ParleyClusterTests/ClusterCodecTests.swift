@@ -29,6 +29,9 @@ struct ClusterCodecTests {
                                             fingerprint: fingerprint, linkID: String(repeating: "0f", count: 16))),
         .privateLink(to: "alice", .declined(by: "bob", displayName: "Bob")),
         .privateLink(to: "alice", .stopped(by: "bob", displayName: "Bob", reason: "Bob logged out")),
+        .privateLink(to: "alice", .filed(by: "bob", displayName: "Bob", token: 12)),
+        .privateLink(to: "alice", .refused(by: "bob", displayName: "Bob", token: 12, code: .tooManyRequests,
+                                           message: "Error. Bob has too many private requests waiting; try again later")),
         .nodeGone(other),
         .reference(9),
     ])
