@@ -12,6 +12,7 @@
 #   scripts/bench-cluster.sh                          # results in $OUT/cluster-summary.md
 #   CL_N=400 CL_S=8 CL_R=100 CL_D=10 CL_DIRECT_N=200 CL_DIRECT_R=100 scripts/bench-cluster.sh
 #   CL_PG_OPTS="-c fsync=off" scripts/bench-cluster.sh   # PostgreSQL settings (default: Debian's)
+#   CL_CASES="sqlite one" CL_ROUNDS=9 scripts/bench-cluster.sh   # figure 1 only, more rounds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/parley-bench-cluster-$(date +%Y%m%d-%H%M%S)}
@@ -144,12 +145,16 @@ two_node_cases() { # round
 # Rounds, every case once per round; odd rounds run SQLite, one node, two nodes, even rounds the
 # reverse, so that a drift of this shared machine does not favour one side. The summary gives each
 # round's ratios and their median.
+# CL_CASES picks case groups (default all three): "sqlite one" re-measures figure 1 alone.
+CL_CASES=${CL_CASES:-sqlite one two}
+want() { [[ " $CL_CASES " == *" $1 "* ]]; }
 for round in $(seq 1 "$CL_ROUNDS"); do
-  if [ $((round % 2)) = 1 ]; then
-    sqlite_cases "$round"; one_node_cases "$round"; two_node_cases "$round"
-  else
-    two_node_cases "$round"; one_node_cases "$round"; sqlite_cases "$round"
-  fi
+  order=(sqlite one two)
+  [ $((round % 2)) = 0 ] && order=(two one sqlite)
+  for group in "${order[@]}"; do
+    want "$group" || continue
+    case $group in sqlite) sqlite_cases "$round" ;; one) one_node_cases "$round" ;; two) two_node_cases "$round" ;; esac
+  done
 done
 
 python3 - "$OUT/cluster-results.jsonl" "$CL_ROUNDS" <<'PY' | tee "$OUT/cluster-summary.md"
@@ -196,15 +201,15 @@ cross_sql = [None if p99(f"direct-pg2-{i}") is None or p99(f"direct-sqlite-{i}")
              else (p99(f"direct-pg2-{i}") - p99(f"direct-sqlite-{i}")) / 1e3 for i in R]
 def verdict(m, ok): return "n/a" if m is None else ("met" if ok(m) else "NOT met")
 m = med(pg_sql)
-print(f"- fan-out, one node, PostgreSQL vs SQLite: server CPU per delivery median {m and '%.2f' % m}x "
+if m is not None: print(f"- fan-out, one node, PostgreSQL vs SQLite: server CPU per delivery median {m and '%.2f' % m}x "
       f"(rounds: {fmt(pg_sql)}; target <= 1.1: {verdict(m, lambda x: x <= 1.1)}); with the database's CPU added: "
       f"{fmt(pg_sql_db)}")
 m = med(two_one)
-print(f"- fan-out, clients split over two nodes vs one node (both PostgreSQL): total server CPU per delivery "
+if m is not None: print(f"- fan-out, clients split over two nodes vs one node (both PostgreSQL): total server CPU per delivery "
       f"median {m and '%.2f' % m}x (rounds: {fmt(two_one)}; target <= 1.3: {verdict(m, lambda x: x <= 1.3)}); "
       f"servers + database: {fmt(two_one_db)}")
 m = med(cross)
-print(f"- `message` at {get('direct-pg2-1', 'rate_msg_s')} msg/s, every pair split over two nodes vs both on one "
+if m is not None: print(f"- `message` at {get('direct-pg2-1', 'rate_msg_s')} msg/s, every pair split over two nodes vs both on one "
       f"PostgreSQL node: p99 +{m and '%.2f' % m} ms median (rounds: {fmt(cross)} ms; target <= +5 ms: "
       f"{verdict(m, lambda x: x <= 5)}); against one SQLite node: {fmt(cross_sql)} ms")
 PY

@@ -35,13 +35,7 @@ extension PostgresStore {
         var quiet = logger
         quiet.logLevel = max(logger.logLevel, .notice)
         let endpoint = PostgresEndpoint(url: url, password: password)
-        let connection: PostgresConnection
-        do {
-            connection = try await PostgresConnection.connect(
-                on: eventLoopGroup.any(), configuration: try endpoint.connectionConfiguration(), id: 0, logger: quiet)
-        } catch {
-            throw StoreError.setupFailed("cannot connect to \(endpoint.url): \(PostgresErrors.summary(error))")
-        }
+        let connection = try await connectOnce(endpoint, eventLoopGroup: eventLoopGroup, logger: quiet)
         do {
             let version = try await connection.query("SHOW server_version", logger: quiet).collect()
                 .first.map { try $0.decode(String.self) } ?? "?"

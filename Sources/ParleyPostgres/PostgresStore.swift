@@ -74,13 +74,7 @@ public final class PostgresStore: ChatStore {
     private static func migrate(endpoint: PostgresEndpoint, eventLoopGroup: any EventLoopGroup, logger: Logger,
                                 reportTo report: Logger) async throws
     {
-        let connection: PostgresConnection
-        do {
-            connection = try await PostgresConnection.connect(
-                on: eventLoopGroup.any(), configuration: try endpoint.connectionConfiguration(), id: 0, logger: logger)
-        } catch {
-            throw StoreError.setupFailed("cannot connect to \(endpoint.url): \(PostgresErrors.summary(error))")
-        }
+        let connection = try await connectOnce(endpoint, eventLoopGroup: eventLoopGroup, logger: logger)
         do {
             try await apply(on: connection, logger: logger, reportTo: report)
         } catch {
@@ -88,6 +82,18 @@ public final class PostgresStore: ChatStore {
             throw error
         }
         try? await connection.close()
+    }
+
+    /// One connection outside the pool (migrations, `check`); a failure names the URL, never the password.
+    static func connectOnce(_ endpoint: PostgresEndpoint, eventLoopGroup: any EventLoopGroup, logger: Logger) async throws
+        -> PostgresConnection
+    {
+        do {
+            return try await PostgresConnection.connect(
+                on: eventLoopGroup.any(), configuration: try endpoint.connectionConfiguration(), id: 0, logger: logger)
+        } catch {
+            throw StoreError.setupFailed("cannot connect to \(endpoint.url): \(PostgresErrors.summary(error))")
+        }
     }
 
     private static func apply(on connection: PostgresConnection, logger: Logger, reportTo report: Logger) async throws {
