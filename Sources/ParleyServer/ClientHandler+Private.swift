@@ -38,18 +38,20 @@ extension ClientHandler {
         case .filedRemote(let request, let node):
             let relay = PrivateRelay.request(from: onlineUser.name, displayName: onlineUser.displayName,
                                              fingerprint: fingerprint, token: Int64(clamping: request.token))
+            service.filings.expect(request.token)
             service.cluster.send(.privateLink(to: target, relay), to: node)
             // The reply waits for the target's node, so that a refusal there (the target's request
             // limit, a race with a block) is this reply's error, as on one node.
             let loop = context.eventLoop
             let timeout = configuration.remoteFilingTimeout
-            runTask({ await $0.filings.wait(token: request.token, timeout: timeout, on: loop) }) { answer in
+            let waiting = runTask({ await $0.filings.wait(token: request.token, timeout: timeout, on: loop) }) { answer in
                 if case .refused(let code, let message) = answer {
                     _ = self.service.hub.remoteDeclined(requester: onlineUser.name, by: target)
                     return self.reply(id, code, message)
                 }
                 self.requestFiled(request, id: id, target: target)
             }
+            if waiting == nil { service.filings.forget(request.token) }
         case .targetOffline:
             // Unknown and offline get different answers, as for messages; neither reveals an address.
             runTask({ await $0.accountExists(target) }) { exists in

@@ -15,21 +15,58 @@ enum FilingAnswer: Equatable, Sendable {
 }
 
 /// Requests relayed to another node and waiting for its filing answer, by request token. Owned
-/// by `ChatService`; answered by `ClusterReceiver`, or by a timer on the requester's loop.
+/// by `ChatService`; answered by `ClusterReceiver`, or by a timer on the requester's loop. A
+/// token is expected before its relay goes out, so an answer that beats the waiter is kept.
 final class PendingFilings: Sendable {
-    private let waiting = NIOLockedValueBox<[UInt64: CheckedContinuation<FilingAnswer, Never>]>([:])
+    private enum Slot {
+        case expected
+        case waiting(CheckedContinuation<FilingAnswer, Never>)
+        case answered(FilingAnswer)
+    }
+
+    private let slots = NIOLockedValueBox<[UInt64: Slot]>([:])
+
+    /// Call before relaying request `token`.
+    func expect(_ token: UInt64) {
+        slots.withLockedValue { $0[token] = .expected }
+    }
 
     /// Waits for the answer to request `token`, at most `timeout` (a timer on `loop`).
     func wait(token: UInt64, timeout: TimeAmount, on loop: EventLoop) async -> FilingAnswer {
         await withCheckedContinuation { continuation in
-            waiting.withLockedValue { $0[token] = continuation }
+            let early = slots.withLockedValue { s -> FilingAnswer? in
+                if case .answered(let answer)? = s[token] {
+                    s[token] = nil
+                    return answer
+                }
+                s[token] = .waiting(continuation)
+                return nil
+            }
+            if let early { return continuation.resume(returning: early) }
             loop.scheduleTask(in: timeout) { self.answer(token, .noAnswer) }
         }
     }
 
-    /// Resumes the waiter of `token`, if any (a late or repeated answer is ignored).
+    /// Drops an expected token nobody will wait for (the server is stopping).
+    func forget(_ token: UInt64) {
+        slots.withLockedValue { _ = $0.removeValue(forKey: token) }
+    }
+
+    /// Resumes the waiter of `token`, or keeps the answer for it; a late, repeated or unknown
+    /// answer is ignored.
     func answer(_ token: UInt64, _ answer: FilingAnswer) {
-        let continuation = waiting.withLockedValue { $0.removeValue(forKey: token) }
+        let continuation = slots.withLockedValue { s -> CheckedContinuation<FilingAnswer, Never>? in
+            switch s[token] {
+            case .waiting(let continuation)?:
+                s[token] = nil
+                return continuation
+            case .expected?:
+                s[token] = .answered(answer)
+                return nil
+            case .answered?, nil:
+                return nil
+            }
+        }
         continuation?.resume(returning: answer)
     }
 }
