@@ -35,12 +35,14 @@ BIN=$(swift build -c release --show-bin-path)
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$PG_BIN/initdb" ] || { echo "bench-cluster: PostgreSQL is not installed" >&2; exit 1; }
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# Who runs the database's processes: postgres when started as root, else this user.
+DB_USER=postgres; [ "$(id -u)" = 0 ] || DB_USER=$(id -un)
 PG_DIR=$(mktemp -d /tmp/parley-bench-pg.XXXXXX)
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$PG_DIR"
 PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-# The database's CPU is that of the postgres user's processes: any other database server of that
-# user on this machine would be counted too, so say so.
-others=$(pgrep -u postgres -c postgres || true)
+# The database's CPU is that of its user's processes: any other database server of that user on
+# this machine would be counted too, so say so.
+others=$(pgrep -u "$DB_USER" -c postgres || true)
 [ "${others:-0}" = 0 ] || echo "   note: $others postgres processes already run; their CPU counts as the database's"
 
 node_pids=()
@@ -126,8 +128,8 @@ sqlite_cases() { # round
 one_node_cases() { # round
   fresh_db
   start_node $PORT_A "$URL" one
-  bench "fanout-pg1-$1" fanout --port $PORT_A --server-pid "${node_pids[0]}" --database-user postgres "${FAN[@]}"
-  bench "direct-pg1-$1" direct --port $PORT_A --server-pid "${node_pids[0]}" --database-user postgres "${DIRECT[@]}"
+  bench "fanout-pg1-$1" fanout --port $PORT_A --server-pid "${node_pids[0]}" --database-user "$DB_USER" "${FAN[@]}"
+  bench "direct-pg1-$1" direct --port $PORT_A --server-pid "${node_pids[0]}" --database-user "$DB_USER" "${DIRECT[@]}"
   stop_nodes
 }
 two_node_cases() { # round
@@ -137,9 +139,9 @@ two_node_cases() { # round
   # Client i goes to node (i mod 2): half the fan-out's receivers are on each node, and every
   # `direct` pair (2k, 2k+1) is split, so each message crosses nodes.
   bench "fanout-pg2-$1" fanout --port $PORT_A --also-port $PORT_B --server-pid "${node_pids[0]}" \
-    --also-server-pid "${node_pids[1]}" --database-user postgres "${FAN[@]}"
+    --also-server-pid "${node_pids[1]}" --database-user "$DB_USER" "${FAN[@]}"
   bench "direct-pg2-$1" direct --port $PORT_A --also-port $PORT_B --server-pid "${node_pids[0]}" \
-    --also-server-pid "${node_pids[1]}" --database-user postgres "${DIRECT[@]}"
+    --also-server-pid "${node_pids[1]}" --database-user "$DB_USER" "${DIRECT[@]}"
   stop_nodes
 }
 # Rounds, every case once per round; odd rounds run SQLite, one node, two nodes, even rounds the

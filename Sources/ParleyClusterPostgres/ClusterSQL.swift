@@ -14,6 +14,25 @@ enum ClusterSQL {
 
     /// Sends `envelope` on `channel` within the connection's current statement or transaction; by
     /// reference to a payload row when it is too large for a notification.
+    /// The database's own refusal inside `error` (a transaction's failure included), or nil when
+    /// the connection failed instead.
+    static func refusal(_ error: any Error) -> PSQLError? {
+        if let error = error as? PSQLError { return error.code == .server ? error : nil }
+        if let error = error as? PostgresTransactionError,
+            let inner = error.closureError ?? error.commitError ?? error.beginError
+        {
+            return refusal(inner)
+        }
+        return nil
+    }
+
+    /// Whether retrying the statement later cannot help: not a lost connection (08), an operator
+    /// or shutdown intervention (57), a lack of resources (53) or a serialization failure (40).
+    static func isPermanent(_ refusal: PSQLError) -> Bool {
+        let state = refusal.serverInfo?[.sqlState] ?? ""
+        return !["08", "57", "53", "40"].contains { state.hasPrefix($0) }
+    }
+
     static func notify(_ envelope: ClusterEnvelope, on channel: String, _ c: PostgresConnection, _ logger: Logger) async throws {
         try await notify(payload: ClusterCodec.encode(envelope), origin: envelope.origin, on: channel, c, logger)
     }
@@ -143,7 +162,8 @@ enum ClusterSQL {
         }
     }
 
-    /// Stores a message in the offline queue and tells the recipient's node, in one transaction.
+    /// Stores a message in the offline queue and tells the recipient's node: one statement, then
+    /// a commit that makes the row durable before the caller answers the sender.
     static func storeDirect(to recipient: String, on target: NodeID, sender: String, text: String, sentAt: Int64,
                             node: NodeID, _ c: PostgresConnection, _ logger: Logger) async throws {
         // One statement, so one round trip and one commit: the row and its notification, whose
@@ -152,7 +172,10 @@ enum ClusterSQL {
         // That commit is asynchronous (`quick`, for this transaction only), so the recipient's node
         // hears of the row without waiting for the disk; the sender is answered only after the
         // second statement, whose synchronous commit waits until the WAL up to it, the row
-        // included, is flushed (tested: without it a crash right after the ok loses the rows). A database crash in between loses a row nobody was told was kept.
+        // included, is flushed (tested: without it a crash right after the ok loses the rows).
+        // If the connection or the database fails in between, the sender hears an error for a row
+        // its recipient may already have been shown (a retry then arrives twice), as when a lone
+        // server dies between delivering a message and answering.
         let template = ClusterCodec.encode(ClusterEnvelope(
             origin: node, message: .direct(delivery: 0, to: recipient, fromDisplayName: sender, text: text, sentAtMillis: sentAt)))
         let marker = #""i":0,"o":"#
@@ -170,7 +193,13 @@ enum ClusterSQL {
                 """, logger: logger)
             // A commit flushes only if its transaction wrote WAL: a transactional logical message
             // is the smallest such write (no table, no row; readable by logical decoding only).
-            try await c.query("SELECT pg_logical_emit_message(true, 'parley', '')", logger: logger)
+            // Where it is not granted (some hosted services revoke it), the node's own row is a
+            // write this role always may make.
+            do {
+                try await c.query("SELECT pg_logical_emit_message(true, 'parley', '')", logger: logger)
+            } catch where refusal(error) != nil {
+                try await c.query("UPDATE cluster_nodes SET lease_until = lease_until WHERE id = \(node.hex)", logger: logger)
+            }
             return
         }
         try await c.withTransaction(logger: logger) { c in

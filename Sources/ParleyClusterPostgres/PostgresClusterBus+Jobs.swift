@@ -23,6 +23,11 @@ extension PostgresClusterBus {
     }
 
     private func run(_ job: Job) async {
+        // Held notifications go out before any newer statement that notifies, keeping this node's order.
+        switch job {
+        case .claim, .release, .direct: await sendUnsent()
+        default: break
+        }
         switch job {
         case .claim(let user, let display, let blocks, let done):
             guard case let (c, generation)? = control(needingLease: true) else { return done.resume(returning: .unavailable) }
@@ -45,11 +50,7 @@ extension PostgresClusterBus {
             }
         case .publish(let message, let channel):
             let first = state.withLockedValue { s -> Bool in
-                s.unsent.append(Unsent(message: message, channel: channel, queuedAt: .now))
-                if s.unsent.count > Self.unsentLimit {
-                    s.unsent.removeFirst()
-                    s.droppedUnsent += 1
-                }
+                s.hold(Unsent(message: message, channel: channel, queuedAt: .now))
                 return s.unsent.count == 1 && s.control == nil
             }
             if first { logger.notice("cluster database unreachable: holding notifications to the other nodes until it is back") }
@@ -59,7 +60,7 @@ extension PostgresClusterBus {
             do {
                 try await ClusterSQL.storeDirect(to: to, on: target, sender: sender, text: text, sentAt: sentAt, node: node, c, logger)
                 done.resume(returning: .success(()))
-            } catch let error as PSQLError where error.code == .server && error.serverInfo?[.sqlState] == "23503" {
+            } catch where ClusterSQL.refusal(error)?.serverInfo?[.sqlState] == "23503" {
                 done.resume(returning: .failure(.unknownRecipient))
             } catch {
                 failed(error, generation)
@@ -133,28 +134,29 @@ extension PostgresClusterBus {
     /// A notification whose connection broke after the commit may go out twice (at least once).
     private func sendUnsent() async {
         var sent = 0
+        var connected = false
         while true {
             guard case let (c, generation)? = control(needingLease: false) else { break }
+            connected = true
             let next = state.withLockedValue { s -> Unsent? in
-                while let first = s.unsent.first, first.queuedAt + Self.unsentMaxAge < .now {
-                    s.unsent.removeFirst()
-                    s.droppedUnsent += 1
-                }
+                s.dropExpired()
                 return s.unsent.first
             }
             guard let next else { break }
             do {
                 try await ClusterSQL.publish(ClusterEnvelope(origin: node, message: next.message), on: next.channel, c, logger)
-                state.withLockedValue { _ = $0.unsent.removeFirst() }
+                state.withLockedValue { $0.removeFirstUnsent() }
                 sent += 1
-            } catch let error as PSQLError where error.code == .server {
-                state.withLockedValue { _ = $0.unsent.removeFirst() }
+            } catch where ClusterSQL.refusal(error).map(ClusterSQL.isPermanent) == true {
+                state.withLockedValue { $0.removeFirstUnsent() }
                 failed(error, generation)
             } catch {
                 failed(error, generation)
                 break
             }
         }
+        // Reported once the database is back, not at every notification held meanwhile.
+        guard connected else { return }
         let dropped = state.withLockedValue { s -> Int in
             defer { s.droppedUnsent = 0 }
             return s.droppedUnsent
@@ -167,7 +169,7 @@ extension PostgresClusterBus {
 
     /// A statement failed: a database refusal is logged; a broken connection starts a reconnect.
     private func failed(_ error: any Error, _ generation: Int) {
-        if let error = error as? PSQLError, error.code == .server {
+        if ClusterSQL.refusal(error) != nil {
             logger.error("cluster statement refused: \(String(reflecting: error))")
             return
         }

@@ -59,6 +59,31 @@ public final class PostgresClusterBus: ClusterBus, Sendable {
         var unsent: [Unsent] = []
         /// Held notifications dropped (too many, or too old) since the last report in the log.
         var droppedUnsent = 0
+        /// About how many bytes the held notifications take (their texts and names).
+        var unsentBytes = 0
+
+        /// Holds one more notification, dropping the oldest beyond the count, the bytes or the age.
+        mutating func hold(_ item: Unsent) {
+            unsent.append(item)
+            unsentBytes += item.bytes
+            dropExpired()
+            while unsent.count > PostgresClusterBus.unsentLimit || unsentBytes > PostgresClusterBus.unsentByteLimit {
+                removeFirstUnsent()
+                droppedUnsent += 1
+            }
+        }
+
+        mutating func dropExpired() {
+            let oldest = ContinuousClock.now - PostgresClusterBus.unsentMaxAge
+            while let first = unsent.first, first.queuedAt < oldest {
+                removeFirstUnsent()
+                droppedUnsent += 1
+            }
+        }
+
+        mutating func removeFirstUnsent() {
+            unsentBytes -= unsent.removeFirst().bytes
+        }
     }
 
     /// A notification waiting for the database.
@@ -66,10 +91,24 @@ public final class PostgresClusterBus: ClusterBus, Sendable {
         let message: ClusterMessage
         let channel: String
         let queuedAt: ContinuousClock.Instant
+
+        /// A cheap upper estimate of its payload: texts and name lists dominate.
+        var bytes: Int {
+            switch message {
+            case .broadcast(let from, let display, let text, let skipping):
+                256 + from.utf8.count + display.utf8.count + text.utf8.count + skipping.reduce(0) { $0 + $1.utf8.count + 3 }
+            case .privateLink(_, .stopped(_, _, let reason)), .privateLink(_, .refused(_, _, _, _, let reason)):
+                256 + reason.utf8.count
+            default:
+                256
+            }
+        }
     }
 
-    /// At most this many notifications wait for the database; beyond it the oldest go.
+    /// At most this many notifications, and about this many bytes, wait for the database; beyond
+    /// either the oldest go.
     static let unsentLimit = 10_000
+    static let unsentByteLimit = 16 << 20
     /// A held notification older than this is dropped: a broadcast minutes late misleads more than it helps.
     static let unsentMaxAge: Duration = .seconds(120)
 

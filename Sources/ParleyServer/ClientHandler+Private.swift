@@ -46,7 +46,7 @@ extension ClientHandler {
             let timeout = configuration.remoteFilingTimeout
             let waiting = runTask({ await $0.filings.wait(token: request.token, timeout: timeout, on: loop) }) { answer in
                 if case .refused(let code, let message) = answer {
-                    _ = self.service.hub.remoteDeclined(requester: onlineUser.name, by: target)
+                    _ = self.service.hub.remoteDeclined(requester: onlineUser.name, by: target, token: request.token)
                     return self.reply(id, code, message)
                 }
                 self.requestFiled(request, id: id, target: target)

@@ -107,13 +107,23 @@ final class ClusterReceiver: Sendable {
                 answer = .filed(by: target, displayName: request.target.displayName, token: token)
             } else {
                 let (code, message) = filing.refusal(limit: limit) ?? (.internal, ErrorCode.internal.defaultMessage)
-                answer = .refused(by: target, displayName: target, token: token, code: code, message: message)
+                let shown: String
+                switch filing {
+                case .blockedByTarget(let peer), .blockingTarget(let peer), .duplicate(let peer), .tooMany(let peer, _):
+                    shown = peer.displayName
+                default:
+                    shown = target
+                }
+                answer = .refused(by: target, displayName: shown, token: token, code: code, message: message)
             }
             service.cluster.send(.privateLink(to: from, answer), to: origin)
         case .filed(_, _, let token):
             service.filings.answer(UInt64(clamping: token), .filed)
-        case .refused(_, _, let token, let code, let message):
-            service.filings.answer(UInt64(clamping: token), .refused(code, message))
+        case .refused(let by, let display, let token, let code, let message):
+            // Too late for the reply (it said ok): the request ends as a stop, as it would have before.
+            guard !service.filings.answer(UInt64(clamping: token), .refused(code, message)) else { return }
+            guard hub.remoteDeclined(requester: target, by: by, token: UInt64(clamping: token)) else { return }
+            deliver(.privateStopped(user: display, reason: message))
         case .accepted(let by, let display, let host, let port, let fingerprint, let linkID):
             guard hub.remoteAccepted(requester: target, by: PrivatePair.Party(name: by, displayName: display)) else { return }
             deliver(.privateAccepted(user: display, host: host, port: UInt16(port), fingerprint: fingerprint, linkID: linkID))

@@ -178,11 +178,12 @@ extension Hub {
         }
     }
 
-    /// The remote target declined: drops the local requester's pending request; false if none.
-    func remoteDeclined(requester: String, by target: String) -> Bool {
+    /// The remote target declined: drops the local requester's pending request (only request
+    /// `token` when given: a newer one stays); false if none.
+    func remoteDeclined(requester: String, by target: String, token: UInt64? = nil) -> Bool {
         state.withLockedValue { s in
             guard case .pending(let request)? = s.online[requester]?.privateLinks[target],
-                request.requester.name == requester
+                request.requester.name == requester, token == nil || request.token == token
             else { return false }
             s.online[requester]?.privateLinks[target] = nil
             return true

@@ -52,21 +52,23 @@ final class PendingFilings: Sendable {
         slots.withLockedValue { _ = $0.removeValue(forKey: token) }
     }
 
-    /// Resumes the waiter of `token`, or keeps the answer for it; a late, repeated or unknown
-    /// answer is ignored.
-    func answer(_ token: UInt64, _ answer: FilingAnswer) {
-        let continuation = slots.withLockedValue { s -> CheckedContinuation<FilingAnswer, Never>? in
+    /// Resumes the waiter of `token`, or keeps the answer for it. False when nobody expects it
+    /// any more (late, repeated or unknown): the caller undoes what a late refusal leaves behind.
+    @discardableResult
+    func answer(_ token: UInt64, _ answer: FilingAnswer) -> Bool {
+        let (continuation, expected) = slots.withLockedValue { s -> (CheckedContinuation<FilingAnswer, Never>?, Bool) in
             switch s[token] {
             case .waiting(let continuation)?:
                 s[token] = nil
-                return continuation
+                return (continuation, true)
             case .expected?:
                 s[token] = .answered(answer)
-                return nil
+                return (nil, true)
             case .answered?, nil:
-                return nil
+                return (nil, false)
             }
         }
         continuation?.resume(returning: answer)
+        return expected
     }
 }

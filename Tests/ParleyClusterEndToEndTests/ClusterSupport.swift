@@ -26,9 +26,23 @@ final class TestCluster: @unchecked Sendable {
     }
 
     /// `lease` in seconds (default `testLease`): longer where the database stays down a while.
-    static func start(nodes count: Int, lease: Double = testLease, extra: [String] = []) async throws -> TestCluster {
+    /// `role`: the nodes connect as this ordinary role (created if needed, owning the database)
+    /// instead of the superuser; `revoking` functions are taken from PUBLIC first.
+    static func start(nodes count: Int, lease: Double = testLease, role: String? = nil, revoking: [String] = [],
+                      extra: [String] = []) async throws -> TestCluster {
         let postgres = try await PostgresProcess.shared()
-        let cluster = try TestCluster(postgres: postgres, url: postgres.url(database: try await postgres.createDatabase()), lease: lease)
+        let database = try await postgres.createDatabase()
+        var url = postgres.url(database: database)
+        if let role {
+            try await postgres.execute(
+                "DO $$ BEGIN CREATE ROLE \(role) LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$", database: database)
+            try await postgres.execute("ALTER DATABASE \(database) OWNER TO \(role)", database: database)
+            for function in revoking {
+                try await postgres.execute("REVOKE EXECUTE ON FUNCTION \(function) FROM PUBLIC", database: database)
+            }
+            url = url.replacingOccurrences(of: "postgresql://\(PostgresProcess.superuser)@", with: "postgresql://\(role)@")
+        }
+        let cluster = try TestCluster(postgres: postgres, url: url, lease: lease)
         // The first node migrates the database; the others start together.
         cluster.nodes.append(try await cluster.startNode(index: 0, extra: extra))
         try await withThrowingTaskGroup(of: (Int, ServerProcess).self) { group in
