@@ -23,7 +23,8 @@ extension PostgresClusterBus {
     }
 
     private func run(_ job: Job) async {
-        // Held notifications go out before any newer statement that notifies, keeping this node's order.
+        // Held notifications go out before any newer statement that notifies, keeping this node's
+        // order (except in the short wait after a rejoin, when claims and messages go first).
         switch job {
         case .claim, .release, .direct: await sendUnsent()
         default: break
@@ -86,6 +87,9 @@ extension PostgresClusterBus {
                 failed(error, generation)
                 done.resume(returning: nil)
             }
+        case .flushHeld:
+            state.withLockedValue { $0.heldUntil = nil }
+            await sendUnsent()
         case .leave(let done):
             if case let (c, _)? = control(needingLease: false) {
                 do { try await ClusterSQL.leave(node: node, c, logger) } catch {
@@ -103,7 +107,17 @@ extension PostgresClusterBus {
             try await ClusterSQL.join(node: node, name: settings.nodeName, lease: settings.lease, held: held, c, logger)
             perform(state.withLockedValue { $0.membership.joined() })
             logger.info("joined the cluster", metadata: ["id": "\(node)"])
-            await sendUnsent()
+            let waiting = state.withLockedValue { s -> Bool in
+                guard !s.unsent.isEmpty else { return false }
+                s.heldUntil = .now + Self.heldFlushDelay
+                return true
+            }
+            if waiting {
+                let delay = Self.heldFlushDelay.components
+                settings.eventLoop.scheduleTask(
+                    in: .nanoseconds(delay.seconds * 1_000_000_000 + delay.attoseconds / 1_000_000_000)
+                ) { self.jobs.yield(.flushHeld) }
+            }
         } catch {
             failed(error, generation)
         }
@@ -137,6 +151,8 @@ extension PostgresClusterBus {
         var connected = false
         while true {
             guard case let (c, generation)? = control(needingLease: false) else { break }
+            // Just rejoined: what was held waits for `.flushHeld` (and anything newer behind it).
+            guard state.withLockedValue({ $0.heldUntil == nil }) else { return }
             connected = true
             let next = state.withLockedValue { s -> Unsent? in
                 s.dropExpired()

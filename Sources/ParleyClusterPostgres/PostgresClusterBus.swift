@@ -61,6 +61,9 @@ public final class PostgresClusterBus: ClusterBus, Sendable {
         var droppedUnsent = 0
         /// About how many bytes the held notifications take (their texts and names).
         var unsentBytes = 0
+        /// Set at a rejoin with notifications held: they wait until then, so that the other
+        /// nodes, reconnecting too, listen again first (a notification nobody listens for is lost).
+        var heldUntil: ContinuousClock.Instant?
 
         /// Holds one more notification, dropping the oldest beyond the count, the bytes or the age.
         mutating func hold(_ item: Unsent) {
@@ -111,6 +114,9 @@ public final class PostgresClusterBus: ClusterBus, Sendable {
     static let unsentByteLimit = 16 << 20
     /// A held notification older than this is dropped: a broadcast minutes late misleads more than it helps.
     static let unsentMaxAge: Duration = .seconds(120)
+    /// How long held notifications wait after a rejoin: longer than the other nodes' longest
+    /// early-reconnect delay (1 s), so that they are listening again when these go out.
+    static let heldFlushDelay: Duration = .milliseconds(1500)
 
     enum Job: Sendable {
         case claim(user: String, displayName: String, blocks: [String], CheckedContinuation<ClaimOutcome, Never>)
@@ -123,6 +129,8 @@ public final class PostgresClusterBus: ClusterBus, Sendable {
         case catchUp(generation: Int)
         case resolve(Int64, CheckedContinuation<String?, Never>)
         case leave(CheckedContinuation<Void, Never>)
+        /// The wait after a rejoin is over: the notifications held through the outage may go.
+        case flushHeld
     }
 
     enum Inbound: Sendable {

@@ -107,14 +107,8 @@ final class ClusterReceiver: Sendable {
                 answer = .filed(by: target, displayName: request.target.displayName, token: token)
             } else {
                 let (code, message) = filing.refusal(limit: limit) ?? (.internal, ErrorCode.internal.defaultMessage)
-                let shown: String
-                switch filing {
-                case .blockedByTarget(let peer), .blockingTarget(let peer), .duplicate(let peer), .tooMany(let peer, _):
-                    shown = peer.displayName
-                default:
-                    shown = target
-                }
-                answer = .refused(by: target, displayName: shown, token: token, code: code, message: message)
+                answer = .refused(by: target, displayName: filing.peer?.displayName ?? target, token: token, code: code,
+                                  message: message)
             }
             service.cluster.send(.privateLink(to: from, answer), to: origin)
         case .filed(_, _, let token):

@@ -62,6 +62,14 @@ enum PrivatePair {
 }
 
 extension PrivatePair.Filing {
+    /// The other user a refusal names, when it names one.
+    var peer: PrivatePair.Party? {
+        switch self {
+        case .blockedByTarget(let peer), .blockingTarget(let peer), .duplicate(let peer), .tooMany(let peer, _): peer
+        case .filed, .filedRemote, .targetOffline: nil
+        }
+    }
+
     /// The reply's error for a refusal, the same on the requester's node and the target's; nil
     /// when filed. `targetOffline` is "offline" here: only the requester's node tells unknown users.
     func refusal(limit: Int) -> (code: ErrorCode, message: String)? {
